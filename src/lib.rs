@@ -1,0 +1,13 @@
+//! pinbridge: a self-hosted SIP/RTP IVR that gates a mixing conference
+//! behind a PIN or a one-time passcode.
+//!
+//! The protocol and signal cores (`sip`, `media`, `ivr`) take input and the
+//! current time and return output; they own no socket, task or clock. The
+//! `server` module is the thin tokio shell that does the I/O. See
+//! ARCHITECTURE.md for the shape.
+
+pub mod config;
+pub mod ivr;
+pub mod media;
+pub mod server;
+pub mod sip;

@@ -1,0 +1,5 @@
+//! Media core: codecs, RTP state, prompts, DTMF and mixing. No I/O here.
+
+pub mod g711;
+pub mod prompt;
+pub mod resample;

@@ -1,0 +1,5 @@
+//! SIP core (RFC 3261): message parsing, transactions, dialogs and SDP.
+//! No I/O here; the server shell feeds bytes and time in and sends what
+//! comes out.
+
+pub mod sdp;
