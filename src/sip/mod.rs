@@ -2,4 +2,9 @@
 //! No I/O here; the server shell feeds bytes and time in and sends what
 //! comes out.
 
+pub mod grammar;
+pub mod header;
+pub mod message;
+pub mod method;
 pub mod sdp;
+pub mod uri;
