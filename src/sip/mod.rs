@@ -2,9 +2,16 @@
 //! No I/O here; the server shell feeds bytes and time in and sends what
 //! comes out.
 
+pub mod dialog;
+pub mod flow;
 pub mod grammar;
 pub mod header;
 pub mod message;
 pub mod method;
 pub mod sdp;
+pub mod transaction;
+pub mod ua;
 pub mod uri;
+
+#[cfg(test)]
+mod ua_tests;

@@ -1,0 +1,2129 @@
+//! The user agent core: every SIP message pinbridge receives goes through
+//! [`UserAgent::handle_input`], which validates it (RFC 3261 §8.2), matches
+//! it to a transaction or dialog, answers what the core can answer on its
+//! own (OPTIONS, CANCEL, BYE, retransmissions, malformed requests) and turns
+//! the rest into [`Event`]s for the application: a new call, an ACK, a
+//! re-offer, an INFO, the end of a call.
+//!
+//! Sans-I/O in the style of quinn-proto: the shell passes bytes and the
+//! current time in, and takes [`Transmit`]s and [`Event`]s out with
+//! [`UserAgent::poll_transmit`] / [`UserAgent::poll_event`]; it sleeps until
+//! [`UserAgent::poll_timeout`] and then calls [`UserAgent::handle_timeout`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::dialog::{host_port, Dialog};
+use super::flow::{Flow, Transmit, Transport};
+use super::grammar::split_commas;
+use super::header::{
+    parse_accept, parse_delta_seconds, parse_max_forwards, parse_min_se, parse_token_list,
+    parse_vias, validate_call_id, validate_date, CSeq, HeaderError, MediaType, NameAddr, Refresher,
+    SessionExpires, Via,
+};
+use super::message::{parse_datagram, Message, Parsed, Request, Response};
+use super::method::Method;
+use super::transaction::{
+    ClientTransaction, ServerInviteState, ServerInviteTransaction, ServerNonInviteTransaction,
+    TimerOutcome, TimerValues, TxKey,
+};
+use super::uri::Uri;
+
+/// Methods we implement, for Allow headers and 405 answers.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+/// Option tags we support (RFC 4028 session timers).
+const SUPPORTED: &str = "timer";
+
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    pub timers: TimerValues,
+    /// Server / User-Agent header value.
+    pub user_agent: String,
+    /// User part of our Contact URI.
+    pub contact_user: String,
+    /// Smallest Session-Expires we accept (RFC 4028 Min-SE), seconds.
+    pub min_session_expires: u32,
+    /// New INVITEs beyond this many calls get 503.
+    pub max_calls: usize,
+    /// Body types accepted in INFO requests (others get 415).
+    pub info_content_types: Vec<(String, String)>,
+}
+
+impl Default for UaConfig {
+    fn default() -> Self {
+        UaConfig {
+            timers: TimerValues::default(),
+            user_agent: concat!("pinbridge/", env!("CARGO_PKG_VERSION")).to_string(),
+            contact_user: "pinbridge".into(),
+            min_session_expires: 90,
+            max_calls: 10_000,
+            info_content_types: vec![
+                ("application".into(), "dtmf-relay".into()),
+                ("application".into(), "dtmf".into()),
+            ],
+        }
+    }
+}
+
+/// A call as the application knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallHandle(pub u64);
+
+/// A request inside a call that waits for the application's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(pub u64);
+
+/// What a new INVITE tells the application.
+#[derive(Debug, Clone)]
+pub struct IncomingCall {
+    pub request_uri: String,
+    /// The Request-URI user part, unescaped: the number that was dialled.
+    pub dialed: Option<String>,
+    pub from: NameAddr,
+    pub p_asserted_identity: Option<NameAddr>,
+    pub call_id: String,
+    pub flow: Flow,
+    /// The SDP offer, or `None` for a late-offer INVITE.
+    pub offer: Option<Bytes>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The peer sent BYE.
+    RemoteBye,
+    /// The caller cancelled before we answered.
+    Cancelled,
+    /// No ACK for our 2xx within 64·T1; we sent BYE.
+    AckTimeout,
+    /// The peer stopped refreshing the session (RFC 4028); we sent BYE.
+    SessionExpired,
+    /// Our session refresh failed; we sent BYE.
+    RefreshFailed,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A new INVITE. Answer with [`UserAgent::answer`] or
+    /// [`UserAgent::reject`].
+    Incoming {
+        call: CallHandle,
+        info: Box<IncomingCall>,
+    },
+    /// The ACK for our 2xx arrived; for a late offer it carries the answer.
+    Confirmed {
+        call: CallHandle,
+        ack_body: Option<Bytes>,
+    },
+    /// A re-INVITE or UPDATE with (or, for a late-offer re-INVITE, without)
+    /// an SDP offer. Answer with [`UserAgent::respond`].
+    Reoffer {
+        call: CallHandle,
+        request: RequestId,
+        method: Method,
+        offer: Option<Bytes>,
+    },
+    /// The ACK to our 2xx for a late-offer re-INVITE, with the answer.
+    ReofferAck {
+        call: CallHandle,
+        body: Option<Bytes>,
+    },
+    /// An INFO request. Answer with [`UserAgent::respond`].
+    Info {
+        call: CallHandle,
+        request: RequestId,
+        content_type: String,
+        body: Bytes,
+    },
+    /// The call is over; the application should release its media.
+    Ended { call: CallHandle, reason: EndReason },
+}
+
+/// Errors from the application-facing API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UaError {
+    #[error("no such call")]
+    UnknownCall,
+    #[error("no such pending request")]
+    UnknownRequest,
+    #[error("the call is not in a state that allows this")]
+    WrongState,
+}
+
+/// Values copied from a request into every response to it (§8.2.6.2).
+#[derive(Debug, Clone)]
+struct ResponseBase {
+    vias: Vec<String>,
+    from: String,
+    /// To as received (used in 100 Trying).
+    to_original: String,
+    /// To with our tag.
+    to: String,
+    call_id: String,
+    cseq: String,
+    record_route: Vec<String>,
+}
+
+#[derive(Debug)]
+struct InviteTx {
+    tx: ServerInviteTransaction,
+    base: ResponseBase,
+    dest: Flow,
+    call: Option<CallHandle>,
+}
+
+#[derive(Debug)]
+struct NonInviteTx {
+    tx: ServerNonInviteTransaction,
+    dest: Flow,
+    base: ResponseBase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientPurpose {
+    Bye,
+    Refresh(CallHandle),
+}
+
+#[derive(Debug)]
+struct ClientTx {
+    tx: ClientTransaction,
+    flow: Flow,
+    purpose: ClientPurpose,
+    /// For a re-INVITE answered with 2xx: the ACK, resent if the 2xx is.
+    ack: Option<Bytes>,
+    linger_until: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// INVITE received, waiting for the application.
+    Offered,
+    /// 2xx sent, waiting for ACK.
+    Answered,
+    Confirmed,
+}
+
+#[derive(Debug)]
+struct Pending2xx {
+    cseq: u32,
+    bytes: Bytes,
+    interval: Duration,
+    next: Instant,
+    give_up: Instant,
+    initial: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SessionTimer {
+    interval: u32,
+    we_refresh: bool,
+    /// When we must refresh (we_refresh) or give up on the peer.
+    deadline: Instant,
+}
+
+/// What the session timer negotiation decided for a request.
+#[derive(Debug, Clone, Copy)]
+struct SessionPlan {
+    interval: u32,
+    refresher: Refresher,
+    peer_supports_timer: bool,
+}
+
+#[derive(Debug)]
+struct Call {
+    dialog: Dialog,
+    phase: Phase,
+    invite_key: Option<TxKey>,
+    pending_2xx: Option<Pending2xx>,
+    bye_after_ack: bool,
+    session_plan: Option<SessionPlan>,
+    session: Option<SessionTimer>,
+    peer_allows_update: bool,
+    last_local_sdp: Option<Bytes>,
+    /// The re-INVITE/UPDATE/INFO requests waiting for the application.
+    pending: Vec<RequestId>,
+    refresh_in_flight: bool,
+}
+
+#[derive(Debug, Clone)]
+enum PendingRequest {
+    Invite(TxKey, CallHandle),
+    NonInvite(TxKey, CallHandle, Method),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerRef {
+    Invite(u64),
+    NonInvite(u64),
+    Client(u64),
+    Call(u64),
+}
+
+/// The SIP user agent core. See the module documentation.
+pub struct UserAgent {
+    cfg: UaConfig,
+    rng: StdRng,
+    calls: HashMap<CallHandle, Call>,
+    /// (Call-ID, our tag) -> call.
+    dialogs: HashMap<(String, String), CallHandle>,
+    invite_txs: HashMap<TxKey, InviteTx>,
+    non_invite_txs: HashMap<TxKey, NonInviteTx>,
+    client_txs: HashMap<String, ClientTx>,
+    pending: HashMap<RequestId, PendingRequest>,
+    /// Timer entries refer to entities by a numeric id resolved here, so the
+    /// heap holds no strings.
+    timer_ids: HashMap<u64, TimerTarget>,
+    timer_id_of: HashMap<TimerTarget, u64>,
+    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    next_id: u64,
+    shutting_down: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TimerTarget {
+    Invite(TxKey),
+    NonInvite(TxKey),
+    Client(String),
+    Call(CallHandle),
+}
+
+/// A request that passed validation, with its parsed core headers.
+struct Checked<'a> {
+    req: &'a Request,
+    flow: Flow,
+    vias: Vec<Via>,
+    from: NameAddr,
+    to: NameAddr,
+    call_id: String,
+    cseq: CSeq,
+    base: ResponseBase,
+    dest: Flow,
+}
+
+/// A response that could not be built from parsed headers (the request was
+/// malformed), built from the raw header values instead.
+struct RawReply {
+    status: u16,
+    reason: String,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl UserAgent {
+    pub fn new(cfg: UaConfig) -> Self {
+        Self::with_rng(cfg, rand::make_rng())
+    }
+
+    /// For deterministic tests.
+    pub fn with_seed(cfg: UaConfig, seed: u64) -> Self {
+        Self::with_rng(cfg, StdRng::seed_from_u64(seed))
+    }
+
+    fn with_rng(cfg: UaConfig, rng: StdRng) -> Self {
+        UserAgent {
+            cfg,
+            rng,
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            invite_txs: HashMap::new(),
+            non_invite_txs: HashMap::new(),
+            client_txs: HashMap::new(),
+            pending: HashMap::new(),
+            timer_ids: HashMap::new(),
+            timer_id_of: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 1,
+            shutting_down: false,
+        }
+    }
+
+    pub fn config(&self) -> &UaConfig {
+        &self.cfg
+    }
+
+    /// Number of calls that exist (offered, answered or confirmed).
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// True when no call and no client transaction is left (for shutdown).
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty() && self.client_txs.values().all(|c| c.linger_until.is_some())
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn random_token(&mut self) -> String {
+        format!("{:016x}", self.rng.random::<u64>())
+    }
+
+    fn new_branch(&mut self) -> String {
+        format!("z9hG4bK{}", self.random_token())
+    }
+
+    fn send(&mut self, flow: Flow, payload: Bytes) {
+        self.transmits.push_back(Transmit { flow, payload });
+    }
+
+    fn schedule(&mut self, target: TimerTarget, at: Option<Instant>) {
+        let Some(at) = at else { return };
+        let id = match self.timer_id_of.get(&target) {
+            Some(id) => *id,
+            None => {
+                let id = self.id();
+                self.timer_ids.insert(id, target.clone());
+                self.timer_id_of.insert(target.clone(), id);
+                id
+            }
+        };
+        let r = match target {
+            TimerTarget::Invite(_) => TimerRef::Invite(id),
+            TimerTarget::NonInvite(_) => TimerRef::NonInvite(id),
+            TimerTarget::Client(_) => TimerRef::Client(id),
+            TimerTarget::Call(_) => TimerRef::Call(id),
+        };
+        self.timers.push(Reverse((at, r)));
+    }
+
+    fn forget_timer(&mut self, target: &TimerTarget) {
+        if let Some(id) = self.timer_id_of.remove(target) {
+            self.timer_ids.remove(&id);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Input
+
+    /// Handles one datagram (UDP) or one framed message (TCP).
+    pub fn handle_input(&mut self, now: Instant, flow: Flow, bytes: &[u8]) {
+        match parse_datagram(bytes) {
+            Ok(parsed) => self.handle_parsed(now, flow, parsed),
+            Err(e) => {
+                tracing::debug!(peer = %flow.remote, error = %e, "dropping unparseable SIP message")
+            }
+        }
+    }
+
+    /// Handles a message the shell already framed and parsed (TCP).
+    pub fn handle_parsed(&mut self, now: Instant, flow: Flow, parsed: Parsed) {
+        match parsed.message {
+            Message::Response(resp) => self.handle_response(now, resp),
+            Message::Request(req) => match parsed.defect {
+                Some(defect) => {
+                    if req.method != Method::Ack {
+                        let (status, reason) = defect.response();
+                        self.reply_raw(
+                            &flow,
+                            &req,
+                            RawReply {
+                                status,
+                                reason: reason.into(),
+                                extra: vec![],
+                            },
+                        );
+                    }
+                }
+                None => self.handle_request(now, flow, &req),
+            },
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, flow: Flow, req: &Request) {
+        let checked = match self.check_request(flow, req) {
+            Ok(c) => c,
+            Err(reply) => {
+                if req.method != Method::Ack {
+                    self.reply_raw(&flow, req, reply);
+                }
+                return;
+            }
+        };
+        let from_tag = checked.from.tag().unwrap_or("").to_string();
+        let key = TxKey::new(
+            &req.method,
+            &checked.vias[0],
+            &checked.call_id,
+            &from_tag,
+            checked.cseq.seq,
+        );
+
+        // Retransmissions are answered by their transaction.
+        match req.method {
+            Method::Ack => {
+                if let Some(itx) = self.invite_txs.get_mut(&key) {
+                    if itx.tx.state() == ServerInviteState::Completed {
+                        itx.tx.on_ack(now);
+                        let at = itx.tx.poll_timeout();
+                        self.schedule(TimerTarget::Invite(key), at);
+                        return;
+                    }
+                }
+                self.handle_ack(now, &checked);
+                return;
+            }
+            Method::Invite => {
+                if let Some(itx) = self.invite_txs.get(&key) {
+                    if let Some(bytes) = itx.tx.on_request_retransmission() {
+                        let dest = itx.dest;
+                        self.send(dest, bytes);
+                    }
+                    return;
+                }
+            }
+            _ => {
+                if let Some(ntx) = self.non_invite_txs.get(&key) {
+                    if let Some(bytes) = ntx.tx.on_request_retransmission() {
+                        let dest = ntx.dest;
+                        self.send(dest, bytes);
+                    }
+                    return;
+                }
+            }
+        }
+
+        if let Err(reply) = self.check_capabilities(&checked) {
+            self.reply(&checked, reply.status, &reply.reason, reply.extra);
+            return;
+        }
+
+        match &req.method {
+            Method::Invite if checked.to.tag().is_none() => {
+                self.handle_new_invite(now, checked, key)
+            }
+            Method::Invite => self.handle_reinvite(now, checked, key),
+            Method::Cancel => self.handle_cancel(now, checked, key),
+            Method::Bye => self.handle_bye(now, checked, key),
+            Method::Options => self.handle_options(now, checked, key),
+            Method::Update | Method::Info => self.handle_in_dialog_non_invite(now, checked, key),
+            // PRACK: we never send reliable provisionals, so none can match.
+            _ => self.reply(&checked, 481, "Call/Transaction Does Not Exist", vec![]),
+        }
+    }
+
+    /// Header checks of RFC 3261 §8.2 that need no state: mandatory and
+    /// single-valued headers, syntax of the headers we use, method, scheme.
+    fn check_request<'a>(&self, flow: Flow, req: &'a Request) -> Result<Checked<'a>, RawReply> {
+        let bad = |reason: String| RawReply {
+            status: 400,
+            reason,
+            extra: vec![],
+        };
+        let malformed = |e: HeaderError| bad(format!("Malformed {} Header", e.header));
+        let h = &req.headers;
+        if h.count("Via") == 0 {
+            return Err(bad("Missing Via Header".into()));
+        }
+        let vias = parse_vias(h.get_all("Via")).map_err(malformed)?;
+        for name in ["From", "To", "Call-ID", "CSeq"] {
+            match h.count(name) {
+                0 => return Err(bad(format!("Missing {name} Header"))),
+                1 => {}
+                _ => return Err(bad(format!("Multiple {name} Headers"))),
+            }
+        }
+        for name in [
+            "Max-Forwards",
+            "Content-Type",
+            "Expires",
+            "Date",
+            "Session-Expires",
+            "Min-SE",
+        ] {
+            if h.count(name) > 1 {
+                return Err(bad(format!("Multiple {name} Headers")));
+            }
+        }
+        let from = NameAddr::parse("From", h.get("From").unwrap_or("")).map_err(malformed)?;
+        let to = NameAddr::parse("To", h.get("To").unwrap_or("")).map_err(malformed)?;
+        let call_id = h.get("Call-ID").unwrap_or("").to_string();
+        validate_call_id(&call_id).map_err(malformed)?;
+        let cseq = CSeq::parse(h.get("CSeq").unwrap_or("")).map_err(malformed)?;
+        if let Some(mf) = h.get("Max-Forwards") {
+            parse_max_forwards(mf).map_err(malformed)?;
+        }
+        for name in ["Contact", "Record-Route", "Route"] {
+            for v in h.get_all(name) {
+                if !(name == "Contact" && v.trim() == "*") {
+                    NameAddr::parse_list(name, v).map_err(malformed)?;
+                }
+            }
+        }
+        if let Some(d) = h.get("Date") {
+            validate_date(d).map_err(malformed)?;
+        }
+        if let Some(e) = h.get("Expires") {
+            parse_delta_seconds("Expires", e).map_err(malformed)?;
+        }
+        if let Some(ct) = h.get("Content-Type") {
+            MediaType::parse("Content-Type", ct).map_err(malformed)?;
+        }
+        if let Some(se) = h.get("Session-Expires") {
+            SessionExpires::parse(se).map_err(malformed)?;
+        }
+        if let Some(m) = h.get("Min-SE") {
+            parse_min_se(m).map_err(malformed)?;
+        }
+        for name in ["Require", "Supported", "Allow", "Proxy-Require"] {
+            for v in h.get_all(name) {
+                parse_token_list(name, v).map_err(malformed)?;
+            }
+        }
+        for v in h.get_all("Accept") {
+            parse_accept(v).map_err(malformed)?;
+        }
+        let uri = Uri::parse(&req.uri).map_err(|_| bad("Malformed Request-URI".into()))?;
+        if uri.as_sip().is_some_and(|u| u.headers.is_some()) {
+            return Err(bad("Request-URI Must Not Contain Headers".into()));
+        }
+        // Unknown methods are 501 before the CSeq check (RFC 4475 mismatch02).
+        if matches!(req.method, Method::Extension(_)) {
+            return Err(RawReply {
+                status: 501,
+                reason: "Not Implemented".into(),
+                extra: vec![("Allow", ALLOW.into())],
+            });
+        }
+        if cseq.method != req.method {
+            return Err(bad("CSeq Method Does Not Match Request".into()));
+        }
+        let dest = response_flow(&flow, &vias[0]);
+        let base = self.response_base(req, &flow, &vias, None, &to);
+        Ok(Checked {
+            req,
+            flow,
+            vias,
+            from,
+            to,
+            call_id,
+            cseq,
+            base,
+            dest,
+        })
+    }
+
+    /// Method, URI scheme, Require and body checks (§8.2.1–8.2.3).
+    fn check_capabilities(&self, c: &Checked<'_>) -> Result<(), RawReply> {
+        let m = &c.req.method;
+        if !matches!(
+            m,
+            Method::Invite
+                | Method::Ack
+                | Method::Bye
+                | Method::Cancel
+                | Method::Options
+                | Method::Info
+                | Method::Update
+                | Method::Prack
+        ) {
+            return Err(RawReply {
+                status: 405,
+                reason: "Method Not Allowed".into(),
+                extra: vec![("Allow", ALLOW.into())],
+            });
+        }
+        let scheme_ok = Uri::parse(&c.req.uri)
+            .map(|u| matches!(u, Uri::Sip(_) | Uri::Tel { .. }))
+            .unwrap_or(false);
+        if !scheme_ok {
+            return Err(RawReply {
+                status: 416,
+                reason: "Unsupported URI Scheme".into(),
+                extra: vec![],
+            });
+        }
+        if *m != Method::Cancel {
+            let unsupported: Vec<String> = c
+                .req
+                .headers
+                .get_all("Require")
+                .filter_map(|v| parse_token_list("Require", v).ok())
+                .flatten()
+                .filter(|t| !t.eq_ignore_ascii_case(SUPPORTED))
+                .collect();
+            if !unsupported.is_empty() {
+                return Err(RawReply {
+                    status: 420,
+                    reason: "Bad Extension".into(),
+                    extra: vec![("Unsupported", unsupported.join(", "))],
+                });
+            }
+        }
+        if matches!(m, Method::Invite | Method::Update) {
+            if !c.req.body.is_empty() {
+                let ct = c
+                    .req
+                    .headers
+                    .get("Content-Type")
+                    .and_then(|v| MediaType::parse("Content-Type", v).ok());
+                match ct {
+                    Some(ct) if ct.is("application", "sdp") => {}
+                    Some(_) => {
+                        return Err(RawReply {
+                            status: 415,
+                            reason: "Unsupported Media Type".into(),
+                            extra: vec![("Accept", "application/sdp".into())],
+                        })
+                    }
+                    None => {
+                        return Err(RawReply {
+                            status: 400,
+                            reason: "Missing Content-Type Header".into(),
+                            extra: vec![],
+                        })
+                    }
+                }
+            }
+            let accept: Vec<MediaType> = c
+                .req
+                .headers
+                .get_all("Accept")
+                .filter_map(|v| parse_accept(v).ok())
+                .flatten()
+                .collect();
+            if c.req.headers.count("Accept") > 0
+                && !accept.iter().any(|r| r.accepts("application", "sdp"))
+            {
+                return Err(RawReply {
+                    status: 406,
+                    reason: "Not Acceptable".into(),
+                    extra: vec![(
+                        "Warning",
+                        "399 pinbridge \"only application/sdp bodies are available\"".into(),
+                    )],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn response_base(
+        &self,
+        req: &Request,
+        flow: &Flow,
+        vias: &[Via],
+        tag: Option<&str>,
+        to: &NameAddr,
+    ) -> ResponseBase {
+        let mut out_vias = Vec::with_capacity(vias.len());
+        out_vias.push(via_for_response(&vias[0], flow.remote));
+        // The remaining via-parms as written, one per line.
+        let mut first = true;
+        for v in req.headers.get_all("Via") {
+            for part in split_commas(v).unwrap_or_default() {
+                if first {
+                    first = false;
+                    continue;
+                }
+                out_vias.push(part.to_string());
+            }
+        }
+        let to_original = req.headers.get("To").unwrap_or("").to_string();
+        let to_with_tag = match (to.tag(), tag) {
+            (Some(_), _) | (None, None) => to_original.clone(),
+            (None, Some(t)) => format!("{to_original};tag={t}"),
+        };
+        ResponseBase {
+            vias: out_vias,
+            from: req.headers.get("From").unwrap_or("").to_string(),
+            to_original,
+            to: to_with_tag,
+            call_id: req.headers.get("Call-ID").unwrap_or("").to_string(),
+            cseq: req.headers.get("CSeq").unwrap_or("").to_string(),
+            record_route: req
+                .headers
+                .get_all("Record-Route")
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    fn build_response(&self, base: &ResponseBase, status: u16, reason: &str) -> Response {
+        let mut r = Response::new(status, reason);
+        for v in &base.vias {
+            r.headers.push("Via", v.clone());
+        }
+        r.headers.push("From", base.from.clone());
+        r.headers.push(
+            "To",
+            if status == 100 {
+                base.to_original.clone()
+            } else {
+                base.to.clone()
+            },
+        );
+        r.headers.push("Call-ID", base.call_id.clone());
+        r.headers.push("CSeq", base.cseq.clone());
+        r.headers.push("Server", self.cfg.user_agent.clone());
+        r
+    }
+
+    /// Answers a request outside any transaction (errors, 481s). The To tag
+    /// is random: there is no dialog.
+    fn reply(
+        &mut self,
+        c: &Checked<'_>,
+        status: u16,
+        reason: &str,
+        extra: Vec<(&'static str, String)>,
+    ) {
+        let tag = self.random_token();
+        let mut base = c.base.clone();
+        if c.to.tag().is_none() {
+            base.to = format!("{};tag={tag}", base.to_original);
+        }
+        let mut r = self.build_response(&base, status, reason);
+        for (n, v) in extra {
+            r.headers.push(n, v);
+        }
+        self.send(c.dest, r.to_bytes());
+    }
+
+    /// Answers a request whose headers did not all parse: copies them as
+    /// written and sends to the source address (or the Via port if the top
+    /// Via parses).
+    fn reply_raw(&mut self, flow: &Flow, req: &Request, reply: RawReply) {
+        let h = &req.headers;
+        let top_via = h
+            .get("Via")
+            .and_then(|v| Via::parse_all(v).ok())
+            .and_then(|v| v.into_iter().next());
+        let dest = match &top_via {
+            Some(v) => response_flow(flow, v),
+            None => *flow,
+        };
+        let mut r = Response::new(reply.status, reply.reason);
+        let mut first = true;
+        for v in h.get_all("Via") {
+            for part in split_commas(v).unwrap_or_else(|_| vec![v]) {
+                match (&top_via, first) {
+                    (Some(tv), true) => r.headers.push("Via", via_for_response(tv, flow.remote)),
+                    _ => r.headers.push("Via", part.to_string()),
+                }
+                first = false;
+            }
+        }
+        if let Some(f) = h.get("From") {
+            r.headers.push("From", f.to_string());
+        }
+        if let Some(t) = h.get("To") {
+            let has_tag = NameAddr::parse("To", t)
+                .ok()
+                .is_some_and(|na| na.tag().is_some());
+            let tag = self.random_token_immut();
+            r.headers.push(
+                "To",
+                if has_tag {
+                    t.to_string()
+                } else {
+                    format!("{t};tag={tag}")
+                },
+            );
+        }
+        for name in ["Call-ID", "CSeq"] {
+            if let Some(v) = h.get(name) {
+                r.headers.push(name, v.to_string());
+            }
+        }
+        r.headers.push("Server", self.cfg.user_agent.clone());
+        for (n, v) in reply.extra {
+            r.headers.push(n, v);
+        }
+        tracing::debug!(peer = %flow.remote, status = reply.status, reason = %r.reason, "rejecting malformed request");
+        self.send(dest, r.to_bytes());
+    }
+
+    /// A tag for stateless replies where `&mut self` is already borrowed
+    /// elsewhere; derived from the id counter, unique per process.
+    fn random_token_immut(&self) -> String {
+        format!("pb{:x}", self.next_id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    // ------------------------------------------------------------------
+    // INVITE
+
+    fn session_plan(&self, c: &Checked<'_>) -> Result<Option<SessionPlan>, RawReply> {
+        let h = &c.req.headers;
+        let peer_supports_timer = h
+            .get_all("Supported")
+            .filter_map(|v| parse_token_list("Supported", v).ok())
+            .flatten()
+            .any(|t| t.eq_ignore_ascii_case("timer"));
+        let Some(se) = h
+            .get("Session-Expires")
+            .and_then(|v| SessionExpires::parse(v).ok())
+        else {
+            return Ok(None);
+        };
+        let peer_min = h
+            .get("Min-SE")
+            .and_then(|v| parse_min_se(v).ok())
+            .unwrap_or(0);
+        let min = self.cfg.min_session_expires.max(peer_min);
+        if se.seconds < min {
+            return Err(RawReply {
+                status: 422,
+                reason: "Session Interval Too Small".into(),
+                extra: vec![("Min-SE", min.to_string())],
+            });
+        }
+        let refresher = match se.refresher {
+            Some(r) => r,
+            None if peer_supports_timer => Refresher::Uac,
+            None => Refresher::Uas,
+        };
+        // A peer that does not support timers cannot be asked to refresh.
+        let refresher = if peer_supports_timer {
+            refresher
+        } else {
+            Refresher::Uas
+        };
+        Ok(Some(SessionPlan {
+            interval: se.seconds,
+            refresher,
+            peer_supports_timer,
+        }))
+    }
+
+    fn handle_new_invite(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
+        if self.shutting_down {
+            self.reply(
+                &c,
+                503,
+                "Service Unavailable",
+                vec![("Retry-After", "30".into())],
+            );
+            return;
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            self.reply(
+                &c,
+                503,
+                "Service Unavailable",
+                vec![("Retry-After", "5".into())],
+            );
+            return;
+        }
+        let plan = match self.session_plan(&c) {
+            Ok(p) => p,
+            Err(r) => {
+                self.reply(&c, r.status, &r.reason, r.extra);
+                return;
+            }
+        };
+        let local_tag = self.random_token();
+        let handle = CallHandle(self.id());
+        let mut base = self.response_base(c.req, &c.flow, &c.vias, Some(&local_tag), &c.to);
+        base.record_route = c
+            .req
+            .headers
+            .get_all("Record-Route")
+            .map(str::to_string)
+            .collect();
+
+        let mut tx = ServerInviteTransaction::new(c.flow.transport.is_reliable(), self.cfg.timers);
+        let trying = self.build_response(&base, 100, "Trying").to_bytes();
+        tx.provisional(trying.clone());
+        self.send(c.dest, trying);
+
+        let contact = c
+            .req
+            .headers
+            .get("Contact")
+            .and_then(|v| NameAddr::parse_list("Contact", v).ok())
+            .and_then(|l| l.into_iter().next());
+        // No Contact (RFC 2543 peers): address the From URI.
+        let remote_target = contact
+            .map(|na| na.uri_text)
+            .unwrap_or_else(|| c.from.uri_text.clone());
+        let route_set: Vec<String> = c
+            .req
+            .headers
+            .get_all("Record-Route")
+            .filter_map(|v| split_commas(v).ok())
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        let dialog = Dialog {
+            call_id: c.call_id.clone(),
+            local_tag: local_tag.clone(),
+            remote_tag: c.from.tag().unwrap_or("").to_string(),
+            local_uri: base.to_original.clone(),
+            remote_uri: base.from.clone(),
+            remote_target,
+            route_set,
+            local_cseq: 0,
+            remote_cseq: Some(c.cseq.seq),
+            flow: c.flow,
+            local_contact: self.contact_for(&c.flow),
+        };
+        let peer_allows_update = c
+            .req
+            .headers
+            .get_all("Allow")
+            .filter_map(|v| parse_token_list("Allow", v).ok())
+            .flatten()
+            .any(|m| m == "UPDATE");
+        self.calls.insert(
+            handle,
+            Call {
+                dialog,
+                phase: Phase::Offered,
+                invite_key: Some(key.clone()),
+                pending_2xx: None,
+                bye_after_ack: false,
+                session_plan: plan,
+                session: None,
+                peer_allows_update,
+                last_local_sdp: None,
+                pending: Vec::new(),
+                refresh_in_flight: false,
+            },
+        );
+        self.dialogs.insert((c.call_id.clone(), local_tag), handle);
+        self.invite_txs.insert(
+            key,
+            InviteTx {
+                tx,
+                base,
+                dest: c.dest,
+                call: Some(handle),
+            },
+        );
+        let info = IncomingCall {
+            request_uri: c.req.uri.clone(),
+            dialed: Uri::parse(&c.req.uri).ok().and_then(|u| u.user()),
+            from: c.from.clone(),
+            p_asserted_identity: c
+                .req
+                .headers
+                .get("P-Asserted-Identity")
+                .and_then(|v| NameAddr::parse_list("P-Asserted-Identity", v).ok())
+                .and_then(|l| l.into_iter().next()),
+            call_id: c.call_id.clone(),
+            flow: c.flow,
+            offer: (!c.req.body.is_empty()).then(|| c.req.body.clone()),
+            user_agent: c.req.headers.get("User-Agent").map(str::to_string),
+        };
+        let _ = now;
+        self.events.push_back(Event::Incoming {
+            call: handle,
+            info: Box::new(info),
+        });
+    }
+
+    fn contact_for(&self, flow: &Flow) -> String {
+        let transport = match flow.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!(
+            "<sip:{}@{}{}>",
+            self.cfg.contact_user,
+            host_port(flow.local),
+            transport
+        )
+    }
+
+    /// Looks up the call of an in-dialog request and checks its CSeq.
+    fn dialog_call(&mut self, c: &Checked<'_>) -> Result<CallHandle, (u16, &'static str)> {
+        let local_tag = c.to.tag().unwrap_or("");
+        let handle = self
+            .dialogs
+            .get(&(c.call_id.clone(), local_tag.to_string()))
+            .copied()
+            .ok_or((481, "Call/Transaction Does Not Exist"))?;
+        let call = self
+            .calls
+            .get_mut(&handle)
+            .ok_or((481, "Call/Transaction Does Not Exist"))?;
+        if call.dialog.remote_tag != c.from.tag().unwrap_or("") {
+            return Err((481, "Call/Transaction Does Not Exist"));
+        }
+        if let Some(remote) = call.dialog.remote_cseq {
+            if c.cseq.seq <= remote {
+                return Err((500, "CSeq Out of Order"));
+            }
+        }
+        call.dialog.remote_cseq = Some(c.cseq.seq);
+        Ok(handle)
+    }
+
+    fn handle_reinvite(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
+        let handle = match self.dialog_call(&c) {
+            Ok(h) => h,
+            Err((s, r)) => return self.reply(&c, s, r, vec![]),
+        };
+        let busy = self.calls.get(&handle).is_some_and(|call| {
+            call.pending_2xx.is_some()
+                || call.phase != Phase::Confirmed
+                || call
+                    .pending
+                    .iter()
+                    .any(|p| matches!(self.pending.get(p), Some(PendingRequest::Invite(..))))
+        });
+        if busy {
+            // §14.2: a re-INVITE while another INVITE is unfinished.
+            let retry = self.rng.random_range(0..10u32).to_string();
+            return self.reply(
+                &c,
+                500,
+                "Server Internal Error",
+                vec![("Retry-After", retry)],
+            );
+        }
+        let plan = match self.session_plan(&c) {
+            Ok(p) => p,
+            Err(r) => return self.reply(&c, r.status, &r.reason, r.extra),
+        };
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
+        refresh_target(call, c.req);
+        if plan.is_some() {
+            call.session_plan = plan;
+        }
+        let base = {
+            let mut b = c.base.clone();
+            b.to = b.to_original.clone();
+            b
+        };
+        let mut tx = ServerInviteTransaction::new(c.flow.transport.is_reliable(), self.cfg.timers);
+        let trying = self.build_response(&base, 100, "Trying").to_bytes();
+        tx.provisional(trying.clone());
+        self.send(c.dest, trying);
+        self.invite_txs.insert(
+            key.clone(),
+            InviteTx {
+                tx,
+                base,
+                dest: c.dest,
+                call: Some(handle),
+            },
+        );
+        let rid = RequestId(self.id());
+        self.pending
+            .insert(rid, PendingRequest::Invite(key, handle));
+        if let Some(call) = self.calls.get_mut(&handle) {
+            call.pending.push(rid);
+        }
+        let _ = now;
+        self.events.push_back(Event::Reoffer {
+            call: handle,
+            request: rid,
+            method: Method::Invite,
+            offer: (!c.req.body.is_empty()).then(|| c.req.body.clone()),
+        });
+    }
+
+    fn handle_ack(&mut self, now: Instant, c: &Checked<'_>) {
+        let Some(tag) = c.to.tag() else { return };
+        let Some(&handle) = self.dialogs.get(&(c.call_id.clone(), tag.to_string())) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
+        let matches = call
+            .pending_2xx
+            .as_ref()
+            .is_some_and(|p| p.cseq == c.cseq.seq);
+        if !matches {
+            return; // a retransmitted ACK, or one for a 2xx we no longer track
+        }
+        let Some(p) = call.pending_2xx.take() else {
+            return;
+        };
+        let body = (!c.req.body.is_empty()).then(|| c.req.body.clone());
+        if p.initial {
+            call.phase = Phase::Confirmed;
+            if let Some(plan) = call.session_plan {
+                call.session = Some(start_session_timer(now, plan));
+            }
+            self.events.push_back(Event::Confirmed {
+                call: handle,
+                ack_body: body,
+            });
+            if call.bye_after_ack {
+                self.send_bye(now, handle);
+                return;
+            }
+        } else {
+            self.events
+                .push_back(Event::ReofferAck { call: handle, body });
+        }
+        self.schedule_call(handle);
+    }
+
+    fn handle_cancel(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
+        let invite_key = key.cancelled_invite();
+        let Some(itx) = self.invite_txs.get_mut(&invite_key) else {
+            return self.reply(&c, 481, "Call/Transaction Does Not Exist", vec![]);
+        };
+        // Answer the CANCEL with the To tag of the INVITE's responses (§9.2).
+        let mut base = c.base.clone();
+        base.to = itx.base.to.clone();
+        let ok = self.build_response(&base, 200, "OK").to_bytes();
+        let mut ntx =
+            ServerNonInviteTransaction::new(c.flow.transport.is_reliable(), self.cfg.timers);
+        ntx.respond(now, 200, ok.clone());
+        self.send(c.dest, ok);
+        let at = ntx.poll_timeout();
+        self.non_invite_txs.insert(
+            key.clone(),
+            NonInviteTx {
+                tx: ntx,
+                dest: c.dest,
+                base,
+            },
+        );
+        self.schedule(TimerTarget::NonInvite(key), at);
+
+        let Some(itx) = self.invite_txs.get_mut(&invite_key) else {
+            return;
+        };
+        if itx.tx.state() != ServerInviteState::Proceeding {
+            return; // already answered: CANCEL has no effect
+        }
+        let call = itx.call;
+        self.finalize_invite(now, &invite_key, 487, "Request Terminated", vec![], None);
+        if let Some(h) = call {
+            let initial = self
+                .calls
+                .get(&h)
+                .is_some_and(|c| c.phase == Phase::Offered);
+            if initial {
+                self.end_call(h, EndReason::Cancelled);
+            }
+        }
+    }
+
+    fn handle_bye(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
+        let handle = match self.dialog_call(&c) {
+            Ok(h) => h,
+            Err((s, r)) => return self.reply(&c, s, r, vec![]),
+        };
+        self.respond_non_invite(now, &c, key, 200, "OK", vec![], None);
+        // A re-INVITE still waiting for the application is over too.
+        let pending: Vec<RequestId> = self
+            .calls
+            .get(&handle)
+            .map(|c| c.pending.clone())
+            .unwrap_or_default();
+        for rid in pending {
+            if let Some(PendingRequest::Invite(k, _)) = self.pending.remove(&rid) {
+                self.finalize_invite(now, &k, 487, "Request Terminated", vec![], None);
+            } else if let Some(PendingRequest::NonInvite(k, ..)) = self.pending.remove(&rid) {
+                self.finalize_non_invite(now, &k, 487, "Request Terminated", None);
+            }
+        }
+        self.end_call(handle, EndReason::RemoteBye);
+    }
+
+    fn handle_options(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
+        if c.to.tag().is_some() {
+            if let Err((s, r)) = self.dialog_call(&c) {
+                return self.reply(&c, s, r, vec![]);
+            }
+        }
+        let extra = vec![
+            ("Allow", ALLOW.to_string()),
+            ("Accept", "application/sdp".to_string()),
+            ("Supported", SUPPORTED.to_string()),
+            ("Contact", self.contact_for(&c.flow)),
+        ];
+        let tag = self.random_token();
+        let mut c2 = c;
+        if c2.to.tag().is_none() {
+            c2.base.to = format!("{};tag={tag}", c2.base.to_original);
+        }
+        self.respond_non_invite(now, &c2, key, 200, "OK", extra, None);
+    }
+
+    fn handle_in_dialog_non_invite(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
+        if c.to.tag().is_none() {
+            return self.reply(&c, 481, "Call/Transaction Does Not Exist", vec![]);
+        }
+        let handle = match self.dialog_call(&c) {
+            Ok(h) => h,
+            Err((s, r)) => return self.reply(&c, s, r, vec![]),
+        };
+        let method = c.req.method.clone();
+        if method == Method::Info {
+            let ct = c
+                .req
+                .headers
+                .get("Content-Type")
+                .and_then(|v| MediaType::parse("Content-Type", v).ok());
+            let accepted = ct
+                .as_ref()
+                .is_some_and(|ct| self.cfg.info_content_types.iter().any(|(t, s)| ct.is(t, s)));
+            if !accepted {
+                let accept = self
+                    .cfg
+                    .info_content_types
+                    .iter()
+                    .map(|(t, s)| format!("{t}/{s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return self.respond_non_invite(
+                    now,
+                    &c,
+                    key,
+                    415,
+                    "Unsupported Media Type",
+                    vec![("Accept", accept)],
+                    None,
+                );
+            }
+        }
+        if method == Method::Update {
+            let plan = match self.session_plan(&c) {
+                Ok(p) => p,
+                Err(r) => {
+                    return self
+                        .respond_non_invite(now, &c, key, r.status, &r.reason, r.extra, None)
+                }
+            };
+            if let Some(call) = self.calls.get_mut(&handle) {
+                refresh_target(call, c.req);
+                if plan.is_some() {
+                    call.session_plan = plan;
+                }
+            }
+            if c.req.body.is_empty() {
+                // A pure session refresh: answer at once.
+                let extra = self.session_headers(handle);
+                self.respond_non_invite(now, &c, key, 200, "OK", extra, None);
+                self.restart_session_timer(now, handle);
+                return;
+            }
+        }
+        // Keep the transaction so retransmissions are absorbed while the
+        // application decides.
+        let ntx = ServerNonInviteTransaction::new(c.flow.transport.is_reliable(), self.cfg.timers);
+        self.non_invite_txs.insert(
+            key.clone(),
+            NonInviteTx {
+                tx: ntx,
+                dest: c.dest,
+                base: c.base.clone(),
+            },
+        );
+        let rid = RequestId(self.id());
+        self.pending.insert(
+            rid,
+            PendingRequest::NonInvite(key.clone(), handle, method.clone()),
+        );
+        if let Some(call) = self.calls.get_mut(&handle) {
+            call.pending.push(rid);
+        }
+        if method == Method::Info {
+            let ct = c
+                .req
+                .headers
+                .get("Content-Type")
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            self.events.push_back(Event::Info {
+                call: handle,
+                request: rid,
+                content_type: ct,
+                body: c.req.body.clone(),
+            });
+        } else {
+            self.events.push_back(Event::Reoffer {
+                call: handle,
+                request: rid,
+                method,
+                offer: Some(c.req.body.clone()),
+            });
+        }
+    }
+}
+
+impl UserAgent {
+    // ------------------------------------------------------------------
+    // Sending final responses
+
+    /// Sends a final response on a new or pending non-INVITE transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_non_invite(
+        &mut self,
+        now: Instant,
+        c: &Checked<'_>,
+        key: TxKey,
+        status: u16,
+        reason: &str,
+        extra: Vec<(&'static str, String)>,
+        body: Option<(&str, Bytes)>,
+    ) {
+        let ntx = ServerNonInviteTransaction::new(c.flow.transport.is_reliable(), self.cfg.timers);
+        self.non_invite_txs.insert(
+            key.clone(),
+            NonInviteTx {
+                tx: ntx,
+                dest: c.dest,
+                base: c.base.clone(),
+            },
+        );
+        self.finalize_non_invite_with(now, &key, status, reason, extra, body);
+    }
+
+    fn finalize_non_invite(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        status: u16,
+        reason: &str,
+        body: Option<(&str, Bytes)>,
+    ) {
+        self.finalize_non_invite_with(now, key, status, reason, vec![], body);
+    }
+
+    fn finalize_non_invite_with(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        status: u16,
+        reason: &str,
+        extra: Vec<(&'static str, String)>,
+        body: Option<(&str, Bytes)>,
+    ) {
+        let Some(ntx) = self.non_invite_txs.get(key) else {
+            return;
+        };
+        let mut r = self.build_response(&ntx.base, status, reason);
+        for (n, v) in extra {
+            r.headers.push(n, v);
+        }
+        if let Some((ct, b)) = body {
+            r.headers.push("Content-Type", ct.to_string());
+            r.body = b;
+        }
+        let bytes = r.to_bytes();
+        let Some(ntx) = self.non_invite_txs.get_mut(key) else {
+            return;
+        };
+        ntx.tx.respond(now, status, bytes.clone());
+        let (dest, at) = (ntx.dest, ntx.tx.poll_timeout());
+        self.send(dest, bytes);
+        self.schedule(TimerTarget::NonInvite(key.clone()), at);
+    }
+
+    /// Sends a final response to an INVITE (initial or re-INVITE). A 2xx is
+    /// then retransmitted by the call until ACK.
+    fn finalize_invite(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        status: u16,
+        reason: &str,
+        extra: Vec<(&'static str, String)>,
+        sdp: Option<Bytes>,
+    ) {
+        let Some(itx) = self.invite_txs.get(key) else {
+            return;
+        };
+        if itx.tx.state() != ServerInviteState::Proceeding {
+            return;
+        }
+        let mut r = self.build_response(&itx.base, status, reason);
+        let call = itx.call;
+        let is_2xx = (200..300).contains(&status);
+        if is_2xx {
+            for rr in &itx.base.record_route {
+                r.headers.push("Record-Route", rr.clone());
+            }
+            if let Some(h) = call {
+                if let Some(c) = self.calls.get(&h) {
+                    r.headers.push("Contact", c.dialog.local_contact.clone());
+                }
+            }
+            r.headers.push("Allow", ALLOW);
+            r.headers.push("Supported", SUPPORTED);
+        }
+        for (n, v) in extra {
+            r.headers.push(n, v);
+        }
+        if let Some(b) = &sdp {
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = b.clone();
+        }
+        let bytes = r.to_bytes();
+        let Some(itx) = self.invite_txs.get_mut(key) else {
+            return;
+        };
+        itx.tx.finalize(now, status, bytes.clone());
+        let (dest, at) = (itx.dest, itx.tx.poll_timeout());
+        self.send(dest, bytes.clone());
+        self.schedule(TimerTarget::Invite(key.clone()), at);
+        if let (true, Some(h)) = (is_2xx, call) {
+            let t1 = self.cfg.timers.t1;
+            let give_up = now + self.cfg.timers.timeout();
+            if let Some(c) = self.calls.get_mut(&h) {
+                let cseq = CSeq::parse(&self.invite_txs[key].base.cseq)
+                    .map(|c| c.seq)
+                    .unwrap_or(0);
+                c.pending_2xx = Some(Pending2xx {
+                    cseq,
+                    bytes,
+                    interval: t1,
+                    next: now + t1,
+                    give_up,
+                    initial: c.phase == Phase::Offered,
+                });
+                if c.phase == Phase::Offered {
+                    c.phase = Phase::Answered;
+                }
+                if let Some(s) = sdp {
+                    c.last_local_sdp = Some(s);
+                }
+            }
+            self.schedule_call(h);
+        }
+    }
+
+    /// Session-Expires / Require headers for a 2xx, per the call's plan.
+    fn session_headers(&self, h: CallHandle) -> Vec<(&'static str, String)> {
+        let Some(plan) = self.calls.get(&h).and_then(|c| c.session_plan) else {
+            return vec![];
+        };
+        let who = match plan.refresher {
+            Refresher::Uac => "uac",
+            Refresher::Uas => "uas",
+        };
+        let mut v = vec![(
+            "Session-Expires",
+            format!("{};refresher={who}", plan.interval),
+        )];
+        if plan.peer_supports_timer {
+            v.push(("Require", "timer".into()));
+        }
+        v
+    }
+
+    fn restart_session_timer(&mut self, now: Instant, h: CallHandle) {
+        if let Some(c) = self.calls.get_mut(&h) {
+            if let Some(plan) = c.session_plan {
+                c.session = Some(start_session_timer(now, plan));
+            }
+        }
+        self.schedule_call(h);
+    }
+
+    fn schedule_call(&mut self, h: CallHandle) {
+        let at = self.calls.get(&h).and_then(call_deadline);
+        self.schedule(TimerTarget::Call(h), at);
+    }
+
+    /// Forgets a call and tells the application.
+    fn end_call(&mut self, h: CallHandle, reason: EndReason) {
+        if let Some(call) = self.remove_call(h) {
+            tracing::debug!(call_id = %call.dialog.call_id, ?reason, "call ended");
+            self.events.push_back(Event::Ended { call: h, reason });
+        }
+    }
+
+    fn remove_call(&mut self, h: CallHandle) -> Option<Call> {
+        let call = self.calls.remove(&h)?;
+        self.dialogs
+            .remove(&(call.dialog.call_id.clone(), call.dialog.local_tag.clone()));
+        for rid in &call.pending {
+            self.pending.remove(rid);
+        }
+        self.forget_timer(&TimerTarget::Call(h));
+        Some(call)
+    }
+
+    /// Sends BYE and forgets the call (the BYE transaction lives on).
+    fn send_bye(&mut self, now: Instant, h: CallHandle) {
+        let Some(mut call) = self.remove_call(h) else {
+            return;
+        };
+        let branch = self.new_branch();
+        let cseq = call.dialog.next_cseq();
+        let req = call
+            .dialog
+            .request(Method::Bye, cseq, &branch, &self.cfg.user_agent);
+        self.start_client(
+            now,
+            branch,
+            call.dialog.flow,
+            req.to_bytes(),
+            ClientPurpose::Bye,
+            false,
+        );
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        branch: String,
+        flow: Flow,
+        bytes: Bytes,
+        purpose: ClientPurpose,
+        invite: bool,
+    ) {
+        let tx = ClientTransaction::new(
+            now,
+            invite,
+            flow.transport.is_reliable(),
+            self.cfg.timers,
+            bytes.clone(),
+        );
+        let at = tx.poll_timeout();
+        self.client_txs.insert(
+            branch.clone(),
+            ClientTx {
+                tx,
+                flow,
+                purpose,
+                ack: None,
+                linger_until: None,
+            },
+        );
+        self.send(flow, bytes);
+        self.schedule(TimerTarget::Client(branch), at);
+    }
+
+    // ------------------------------------------------------------------
+    // Responses to our requests
+
+    fn handle_response(&mut self, now: Instant, resp: Response) {
+        let Some(branch) = resp
+            .headers
+            .get("Via")
+            .and_then(|v| Via::parse_all(v).ok())
+            .and_then(|v| v.into_iter().next())
+            .and_then(|v| v.branch().map(str::to_string))
+        else {
+            return;
+        };
+        let Some(ctx) = self.client_txs.get_mut(&branch) else {
+            tracing::debug!(
+                status = resp.status,
+                "dropping response that matches no transaction"
+            );
+            return;
+        };
+        if let Some(ack) = &ctx.ack {
+            // A retransmitted 2xx to our re-INVITE: ACK again.
+            if (200..300).contains(&resp.status) {
+                let (flow, ack) = (ctx.flow, ack.clone());
+                self.send(flow, ack);
+            }
+            return;
+        }
+        if !ctx.tx.on_response(resp.status) {
+            return;
+        }
+        let purpose = ctx.purpose;
+        let invite = ctx.tx.is_invite();
+        let flow = ctx.flow;
+        match purpose {
+            ClientPurpose::Bye => {
+                if resp.status >= 300 {
+                    tracing::debug!(status = resp.status, "BYE was refused");
+                }
+                self.client_txs.remove(&branch);
+                self.forget_timer(&TimerTarget::Client(branch));
+            }
+            ClientPurpose::Refresh(h) => {
+                if invite {
+                    // Every final response to an INVITE is acknowledged.
+                    let ack = self.build_ack(h, &resp, &branch);
+                    if let Some(ack) = ack {
+                        self.send(flow, ack.clone());
+                        if let Some(ctx) = self.client_txs.get_mut(&branch) {
+                            ctx.ack = Some(ack);
+                            ctx.linger_until = Some(now + self.cfg.timers.timeout());
+                        }
+                        self.schedule(
+                            TimerTarget::Client(branch.clone()),
+                            Some(now + self.cfg.timers.timeout()),
+                        );
+                    }
+                } else {
+                    self.client_txs.remove(&branch);
+                    self.forget_timer(&TimerTarget::Client(branch));
+                }
+                if let Some(c) = self.calls.get_mut(&h) {
+                    c.refresh_in_flight = false;
+                }
+                match resp.status {
+                    200..=299 => self.restart_session_timer(now, h),
+                    408 | 481 => {
+                        self.send_bye(now, h);
+                        self.events.push_back(Event::Ended {
+                            call: h,
+                            reason: EndReason::RefreshFailed,
+                        });
+                    }
+                    _ => {
+                        // The session runs until it expires unless the peer
+                        // refreshes it (RFC 4028 §10).
+                        if let Some(c) = self.calls.get_mut(&h) {
+                            if let Some(s) = c.session.as_mut() {
+                                s.we_refresh = false;
+                                s.deadline = now + Duration::from_secs(u64::from(s.interval / 2));
+                            }
+                        }
+                        self.schedule_call(h);
+                    }
+                }
+            }
+        }
+    }
+
+    fn build_ack(&mut self, h: CallHandle, resp: &Response, invite_branch: &str) -> Option<Bytes> {
+        let call = self.calls.get(&h)?;
+        let cseq = CSeq::parse(resp.headers.get("CSeq")?).ok()?.seq;
+        // A 2xx ACK is a new transaction; a non-2xx ACK reuses the branch.
+        let branch = if (200..300).contains(&resp.status) {
+            format!("z9hG4bK{:016x}", self.rng.random::<u64>())
+        } else {
+            invite_branch.to_string()
+        };
+        let req = call
+            .dialog
+            .request(Method::Ack, cseq, &branch, &self.cfg.user_agent);
+        Some(req.to_bytes())
+    }
+
+    // ------------------------------------------------------------------
+    // Timers
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, r))) = self.timers.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let id = match r {
+                TimerRef::Invite(id)
+                | TimerRef::NonInvite(id)
+                | TimerRef::Client(id)
+                | TimerRef::Call(id) => id,
+            };
+            let Some(target) = self.timer_ids.get(&id).cloned() else {
+                continue;
+            };
+            match target {
+                TimerTarget::Invite(key) => self.invite_timer(now, key),
+                TimerTarget::NonInvite(key) => {
+                    let done = self
+                        .non_invite_txs
+                        .get_mut(&key)
+                        .is_some_and(|t| t.tx.handle_timeout(now) == TimerOutcome::Terminated);
+                    if done {
+                        self.non_invite_txs.remove(&key);
+                        self.forget_timer(&TimerTarget::NonInvite(key));
+                    }
+                }
+                TimerTarget::Client(branch) => self.client_timer(now, branch),
+                TimerTarget::Call(h) => self.call_timer(now, h),
+            }
+        }
+    }
+
+    fn invite_timer(&mut self, now: Instant, key: TxKey) {
+        let Some(itx) = self.invite_txs.get_mut(&key) else {
+            return;
+        };
+        match itx.tx.handle_timeout(now) {
+            TimerOutcome::Retransmit(b) => {
+                let (dest, at) = (itx.dest, itx.tx.poll_timeout());
+                self.send(dest, b);
+                self.schedule(TimerTarget::Invite(key), at);
+            }
+            TimerOutcome::TimedOut | TimerOutcome::Terminated => {
+                self.invite_txs.remove(&key);
+                self.forget_timer(&TimerTarget::Invite(key));
+            }
+            TimerOutcome::Nothing => {
+                let at = itx.tx.poll_timeout();
+                self.schedule(TimerTarget::Invite(key), at);
+            }
+        }
+    }
+
+    fn client_timer(&mut self, now: Instant, branch: String) {
+        let Some(ctx) = self.client_txs.get_mut(&branch) else {
+            return;
+        };
+        if let Some(until) = ctx.linger_until {
+            if now >= until {
+                self.client_txs.remove(&branch);
+                self.forget_timer(&TimerTarget::Client(branch));
+            }
+            return;
+        }
+        match ctx.tx.handle_timeout(now) {
+            TimerOutcome::Retransmit(b) => {
+                let (flow, at) = (ctx.flow, ctx.tx.poll_timeout());
+                self.send(flow, b);
+                self.schedule(TimerTarget::Client(branch), at);
+            }
+            TimerOutcome::TimedOut | TimerOutcome::Terminated => {
+                let purpose = ctx.purpose;
+                self.client_txs.remove(&branch);
+                self.forget_timer(&TimerTarget::Client(branch));
+                if let ClientPurpose::Refresh(h) = purpose {
+                    // No answer to our refresh: the peer is gone.
+                    self.send_bye(now, h);
+                    self.events.push_back(Event::Ended {
+                        call: h,
+                        reason: EndReason::RefreshFailed,
+                    });
+                }
+            }
+            TimerOutcome::Nothing => {
+                let at = ctx.tx.poll_timeout();
+                self.schedule(TimerTarget::Client(branch), at);
+            }
+        }
+    }
+
+    fn call_timer(&mut self, now: Instant, h: CallHandle) {
+        let Some(call) = self.calls.get_mut(&h) else {
+            return;
+        };
+        if let Some(p) = call.pending_2xx.as_mut() {
+            if now >= p.give_up {
+                let initial = p.initial;
+                call.pending_2xx = None;
+                tracing::info!(call_id = %call.dialog.call_id, "no ACK for our 2xx: hanging up");
+                if initial {
+                    call.phase = Phase::Confirmed;
+                }
+                self.send_bye(now, h);
+                self.events.push_back(Event::Ended {
+                    call: h,
+                    reason: EndReason::AckTimeout,
+                });
+                return;
+            }
+            if now >= p.next {
+                p.interval = (p.interval * 2).min(self.cfg.timers.t2);
+                p.next = now + p.interval;
+                let (flow, bytes) = (call.dialog.flow, p.bytes.clone());
+                // The 2xx goes where the INVITE's responses go.
+                let dest = self
+                    .invite_txs
+                    .values()
+                    .find(|t| {
+                        t.call == Some(h)
+                            && t.tx.final_status().is_some_and(|s| (200..300).contains(&s))
+                    })
+                    .map(|t| t.dest)
+                    .unwrap_or(flow);
+                self.send(dest, bytes);
+            }
+        }
+        let Some(call) = self.calls.get_mut(&h) else {
+            return;
+        };
+        if let Some(s) = call.session {
+            if now >= s.deadline {
+                if s.we_refresh && !call.refresh_in_flight {
+                    self.send_refresh(now, h);
+                } else if !s.we_refresh {
+                    tracing::info!(call_id = %call.dialog.call_id, "session expired without refresh: hanging up");
+                    self.send_bye(now, h);
+                    self.events.push_back(Event::Ended {
+                        call: h,
+                        reason: EndReason::SessionExpired,
+                    });
+                    return;
+                }
+            }
+        }
+        self.schedule_call(h);
+    }
+
+    /// Refreshes the session (RFC 4028) with UPDATE when the peer allows it,
+    /// else with a re-INVITE carrying our unchanged SDP.
+    fn send_refresh(&mut self, now: Instant, h: CallHandle) {
+        let branch = self.new_branch();
+        let session_hdrs = self.session_headers(h);
+        let Some(call) = self.calls.get_mut(&h) else {
+            return;
+        };
+        let use_update = call.peer_allows_update;
+        let method = if use_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let cseq = call.dialog.next_cseq();
+        let mut req = call
+            .dialog
+            .request(method, cseq, &branch, &self.cfg.user_agent);
+        req.headers.push("Supported", SUPPORTED);
+        for (n, v) in session_hdrs {
+            if n == "Session-Expires" {
+                req.headers.push(n, v);
+            }
+        }
+        if !use_update {
+            if let Some(sdp) = &call.last_local_sdp {
+                req.headers.push("Content-Type", "application/sdp");
+                req.body = sdp.clone();
+            }
+        }
+        call.refresh_in_flight = true;
+        // Until the refresh succeeds, the session ends at its expiry.
+        if let Some(s) = call.session.as_mut() {
+            s.deadline = now + Duration::from_secs(u64::from(s.interval / 2));
+        }
+        let flow = call.dialog.flow;
+        self.start_client(
+            now,
+            branch,
+            flow,
+            req.to_bytes(),
+            ClientPurpose::Refresh(h),
+            !use_update,
+        );
+        self.schedule_call(h);
+    }
+
+    // ------------------------------------------------------------------
+    // Application API
+
+    /// Answers a new call with 200 OK and our SDP (an answer, or an offer
+    /// when the INVITE had none).
+    pub fn answer(&mut self, now: Instant, call: CallHandle, sdp: Bytes) -> Result<(), UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::UnknownCall)?;
+        if c.phase != Phase::Offered {
+            return Err(UaError::WrongState);
+        }
+        let key = c.invite_key.clone().ok_or(UaError::WrongState)?;
+        let extra = self.session_headers(call);
+        self.finalize_invite(now, &key, 200, "OK", extra, Some(sdp));
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.invite_key = None;
+        }
+        Ok(())
+    }
+
+    /// Rejects a new call with a final error response (e.g. 488, 403, 486).
+    pub fn reject(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        reason: &str,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::UnknownCall)?;
+        if c.phase != Phase::Offered || status < 300 {
+            return Err(UaError::WrongState);
+        }
+        let key = c.invite_key.clone().ok_or(UaError::WrongState)?;
+        let extra = if status == 488 {
+            vec![(
+                "Warning",
+                "304 pinbridge \"media type not available\"".to_string(),
+            )]
+        } else {
+            vec![]
+        };
+        self.finalize_invite(now, &key, status, reason, extra, None);
+        self.remove_call(call);
+        Ok(())
+    }
+
+    /// Answers a pending re-INVITE, UPDATE or INFO.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        request: RequestId,
+        status: u16,
+        reason: &str,
+        sdp: Option<Bytes>,
+    ) -> Result<(), UaError> {
+        let pending = self
+            .pending
+            .remove(&request)
+            .ok_or(UaError::UnknownRequest)?;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.pending.retain(|r| *r != request);
+        }
+        let ok = (200..300).contains(&status);
+        match pending {
+            PendingRequest::Invite(key, h) => {
+                let extra = if ok { self.session_headers(h) } else { vec![] };
+                self.finalize_invite(now, &key, status, reason, extra, sdp.clone());
+                if ok {
+                    self.restart_session_timer(now, h);
+                }
+            }
+            PendingRequest::NonInvite(key, h, method) => {
+                let (extra, body) = if method == Method::Update && ok {
+                    if let (Some(s), Some(c)) = (&sdp, self.calls.get_mut(&h)) {
+                        c.last_local_sdp = Some(s.clone());
+                    }
+                    (self.session_headers(h), sdp.map(|s| ("application/sdp", s)))
+                } else {
+                    (vec![], None)
+                };
+                self.finalize_non_invite_with(now, &key, status, reason, extra, body);
+                if method == Method::Update && ok {
+                    self.restart_session_timer(now, h);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a call from our side: BYE once it is answered (after the ACK if
+    /// that is still outstanding, §15), 480 if it was never answered.
+    pub fn hangup(&mut self, now: Instant, call: CallHandle) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match c.phase {
+            Phase::Offered => {
+                let status = if self.shutting_down { 503 } else { 480 };
+                let reason = if self.shutting_down {
+                    "Service Unavailable"
+                } else {
+                    "Temporarily Unavailable"
+                };
+                let _ = self.reject(now, call, status, reason);
+            }
+            Phase::Answered => c.bye_after_ack = true,
+            Phase::Confirmed => self.send_bye(now, call),
+        }
+    }
+
+    /// Stops taking calls and hangs up every call. Poll until
+    /// [`UserAgent::is_idle`] (bounded by the caller) before exiting.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let calls: Vec<CallHandle> = self.calls.keys().copied().collect();
+        for h in calls {
+            // Do not wait for outstanding ACKs on shutdown.
+            if self
+                .calls
+                .get(&h)
+                .is_some_and(|c| c.phase == Phase::Answered)
+            {
+                if let Some(c) = self.calls.get_mut(&h) {
+                    c.pending_2xx = None;
+                    c.phase = Phase::Confirmed;
+                }
+            }
+            self.hangup(now, h);
+        }
+    }
+}
+
+/// Where responses to a request go (RFC 3261 §18.2.2, RFC 3581): back on
+/// the connection for TCP; for UDP to the source address, at the source
+/// port when the client asked for `rport`, else at the Via port.
+fn response_flow(flow: &Flow, top_via: &Via) -> Flow {
+    match flow.transport {
+        Transport::Tcp => *flow,
+        Transport::Udp => {
+            let port = if top_via.has_rport() {
+                flow.remote.port()
+            } else {
+                top_via.port.unwrap_or(5060)
+            };
+            Flow {
+                remote: SocketAddr::new(flow.remote.ip(), port),
+                ..*flow
+            }
+        }
+    }
+}
+
+/// The top Via of a response: `received` with the source address when it
+/// differs from sent-by, and `rport` filled in (RFC 3581).
+fn via_for_response(via: &Via, source: SocketAddr) -> String {
+    let mut s = format!("SIP/2.0/{} {}", via.transport, via.sent_by());
+    let mut has_received = false;
+    for p in &via.params {
+        if p.name.eq_ignore_ascii_case("rport") {
+            s.push_str(&format!(";rport={}", source.port()));
+        } else if p.name.eq_ignore_ascii_case("received") {
+            has_received = true;
+            s.push_str(&format!(";received={}", source.ip()));
+        } else {
+            s.push(';');
+            s.push_str(&p.name);
+            if let Some(v) = &p.value {
+                s.push('=');
+                s.push_str(v);
+            }
+        }
+    }
+    if !has_received && via.host.ip() != Some(source.ip()) {
+        s.push_str(&format!(";received={}", source.ip()));
+    }
+    s
+}
+
+/// Target refresh (§12.2.2): a re-INVITE or UPDATE may move the Contact.
+fn refresh_target(call: &mut Call, req: &Request) {
+    if let Some(na) = req
+        .headers
+        .get("Contact")
+        .and_then(|v| NameAddr::parse_list("Contact", v).ok())
+        .and_then(|l| l.into_iter().next())
+    {
+        call.dialog.remote_target = na.uri_text;
+    }
+}
+
+fn start_session_timer(now: Instant, plan: SessionPlan) -> SessionTimer {
+    let interval = plan.interval.max(1);
+    let (we_refresh, after) = match plan.refresher {
+        // Refresh half-way through the interval.
+        Refresher::Uas => (true, u64::from(interval / 2).max(1)),
+        // RFC 4028 §10: give the refresher until SE - min(32, SE/3).
+        Refresher::Uac => (false, u64::from(interval - (interval / 3).min(32))),
+    };
+    SessionTimer {
+        interval,
+        we_refresh,
+        deadline: now + Duration::from_secs(after),
+    }
+}
+
+fn call_deadline(c: &Call) -> Option<Instant> {
+    let a = c.pending_2xx.as_ref().map(|p| p.next.min(p.give_up));
+    let b = c.session.map(|s| s.deadline);
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
