@@ -1,5 +1,7 @@
 //! Media core: codecs, RTP state, prompts, DTMF and mixing. No I/O here.
 
 pub mod g711;
+pub mod player;
 pub mod prompt;
 pub mod resample;
+pub mod rtp;

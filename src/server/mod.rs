@@ -1,1 +1,3 @@
 //! The tokio shell.
+
+pub mod rtp_ports;

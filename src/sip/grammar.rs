@@ -49,6 +49,10 @@ pub fn all_escaped_or(s: &str, class: impl Fn(u8) -> bool) -> bool {
             .all(|c| c == b'%' || c.is_ascii_hexdigit() || class(c))
 }
 
+/// An unterminated quoted string or angle bracket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unbalanced;
+
 /// A cursor over an unfolded header value.
 #[derive(Debug, Clone)]
 pub struct Cursor<'a> {
@@ -153,14 +157,14 @@ impl<'a> Cursor<'a> {
 
     /// Takes characters up to (not including) any byte in `stops`, skipping
     /// over quoted strings and `<...>` so separators inside them don't count.
-    pub fn take_until_unquoted(&mut self, stops: &[u8]) -> Result<&'a str, ()> {
+    pub fn take_until_unquoted(&mut self, stops: &[u8]) -> Result<&'a str, Unbalanced> {
         let start = self.pos;
         let b = self.s.as_bytes();
         let mut in_angle = false;
         while self.pos < b.len() {
             let c = b[self.pos];
             if c == b'"' && !in_angle {
-                self.quoted_string().ok_or(())?;
+                self.quoted_string().ok_or(Unbalanced)?;
                 continue;
             }
             if c == b'<' {
@@ -173,7 +177,7 @@ impl<'a> Cursor<'a> {
             self.pos += 1;
         }
         if in_angle {
-            return Err(());
+            return Err(Unbalanced);
         }
         Ok(&self.s[start..self.pos])
     }
@@ -181,7 +185,7 @@ impl<'a> Cursor<'a> {
 
 /// Splits a header value at top-level commas (not inside quotes or `<>`),
 /// trimming whitespace. Fails on an unterminated quote or angle bracket.
-pub fn split_commas(value: &str) -> Result<Vec<&str>, ()> {
+pub fn split_commas(value: &str) -> Result<Vec<&str>, Unbalanced> {
     let mut out = Vec::new();
     let mut c = Cursor::new(value);
     loop {

@@ -1,1 +1,2930 @@
+//! SDP (RFC 4566) parsing and the offer/answer model (RFC 3264), cut to
+//! what a G.711 IVR needs: one audio stream, PCMU or PCMA, RFC 4733
+//! telephone-event, packet time and direction.
+//!
+//! Everything here is a pure function over bytes and plain structs: the
+//! SIP layer hands in the body of an INVITE (or of its 2xx/ACK) and gets back
+//! a [`NegotiatedMedia`] for the call task and the SDP text to send.
+//!
+//! The parser is written for bodies from the open network. It never panics,
+//! treats the body as bytes (only the fields it interprets must be text),
+//! ignores what it does not understand (RFC 4566 §5: unknown lines and
+//! attributes are skipped), and is strict only where a bad field leaves no
+//! sensible meaning (`v=`, `o=`, `c=`, `m=`). Attribute values that are mere
+//! hints (`a=ptime:abc`, an `a=rtpmap` without a clock rate) are dropped rather
+//! than failing the call.
 
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+
+use crate::media::g711::Codec;
+
+/// The payload type we use for telephone-event in the offers we make.
+/// 101 is what Asterisk, FreeSWITCH, baresip, Twinkle and SIPp use, so the
+/// peer very rarely has a reason to answer with another number.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// Packet time we send when the peer states no usable preference.
+pub const DEFAULT_PTIME_MS: u32 = 20;
+
+/// Packet times we are able to send (whole multiples of a 10 ms G.711 frame
+/// that common endpoints accept).
+pub const SUPPORTED_PTIMES_MS: [u32; 5] = [10, 20, 30, 40, 60];
+
+/// Clock rate of narrowband audio and of the only telephone-event we use.
+const NARROWBAND_CLOCK: u32 = 8000;
+
+/// Longest excerpt of peer text that goes into an error message, so a
+/// hostile body cannot make log lines arbitrarily long.
+const SNIPPET_CHARS: usize = 60;
+
+/// Most items an error message lists (formats, media types, protocols).
+const LISTED_ITEMS: usize = 12;
+
+/// Most formats one `m=` line may carry. RTP has 128 payload types, so a
+/// longer list can only repeat itself; refusing it keeps every per-line
+/// lookup bounded whatever the body size.
+const MAX_FORMATS: usize = 128;
+
+// ---------------------------------------------------------------------------
+// Parsed session description
+// ---------------------------------------------------------------------------
+
+/// A parsed SDP body. Only the parts an IVR acts on are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionDescription {
+    /// The `o=` line. Its version tells a re-INVITE that changes media apart
+    /// from a refresh that does not.
+    pub origin: Origin,
+    /// The `s=` text, if present (lossily decoded; it is free text).
+    pub session_name: Option<String>,
+    /// Session-level `c=`, the default for media lines without their own.
+    pub connection: Option<ConnectionAddress>,
+    /// Session-level direction attribute, the default for media lines
+    /// without their own.
+    pub direction: Option<Direction>,
+    /// Every `m=` section, in order. Answers must mirror them one for one.
+    pub media: Vec<MediaDescription>,
+}
+
+/// The `o=` line: `<username> <sess-id> <sess-version> <nettype> <addrtype> <address>`.
+///
+/// Identifier and version are kept as text: they are only ever compared, and
+/// peers send numbers of any width.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub username: String,
+    pub session_id: String,
+    pub session_version: String,
+    pub address: String,
+}
+
+/// The address of a `c=` line, without its TTL or count suffix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionAddress {
+    /// A literal IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A domain name. Kept unresolved: resolving is I/O and belongs to the
+    /// shell, which may also simply refuse such peers.
+    Host(String),
+}
+
+impl ConnectionAddress {
+    /// `c=IN IP4 0.0.0.0` (or `::`): the RFC 2543 way to say "do not send me
+    /// media", used for hold and for offers made before the address is known
+    /// (RFC 3264 §8.4).
+    pub fn is_hold(&self) -> bool {
+        matches!(self, ConnectionAddress::Ip(ip) if ip.is_unspecified())
+    }
+
+    /// Where to send RTP for a media line on `port`, if we know a concrete
+    /// address: `None` for port 0, the hold address and unresolved names.
+    pub fn rtp_destination(&self, port: u16) -> Option<SocketAddr> {
+        match self {
+            ConnectionAddress::Ip(ip) if !ip.is_unspecified() && port != 0 => {
+                Some(SocketAddr::new(*ip, port))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConnectionAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionAddress::Ip(ip) => ip.fmt(f),
+            ConnectionAddress::Host(host) => f.write_str(host),
+        }
+    }
+}
+
+/// One `m=` section with the attributes that matter to us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaDescription {
+    /// `audio`, `video`, `image`, `application`, ... as written.
+    pub media: String,
+    /// Transport port; 0 means the stream is disabled or rejected.
+    pub port: u16,
+    /// The `/<count>` after the port (layered multicast), if any.
+    pub port_count: Option<u16>,
+    /// Transport protocol as written, e.g. `RTP/AVP`.
+    pub proto: String,
+    /// Format list as written (payload type numbers for RTP).
+    pub formats: Vec<String>,
+    /// Media-level `c=`, overriding the session-level one.
+    pub connection: Option<ConnectionAddress>,
+    /// Media-level direction, overriding the session-level one.
+    pub direction: Option<Direction>,
+    /// `a=rtpmap` lines that parsed, in order.
+    pub rtpmaps: Vec<RtpMap>,
+    /// `a=fmtp` lines for numeric formats, in order.
+    pub fmtps: Vec<Fmtp>,
+    /// `a=ptime`: the packet time the peer wants to receive.
+    pub ptime_ms: Option<u32>,
+    /// `a=maxptime`: the longest packet time the peer accepts.
+    pub maxptime_ms: Option<u32>,
+    /// `a=rtcp` port (RFC 3605). Parsed so it is visible; we send no RTCP.
+    pub rtcp_port: Option<u16>,
+    /// `a=rtcp-mux` (RFC 5761) was present.
+    pub rtcp_mux: bool,
+}
+
+/// `a=rtpmap:<pt> <encoding>/<clock>[/<channels>]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpMap {
+    pub payload_type: u8,
+    pub encoding: String,
+    pub clock_rate: u32,
+    pub channels: Option<u16>,
+}
+
+impl RtpMap {
+    /// True for `<name>/<clock>` in mono, name compared case-insensitively
+    /// (RFC 4855 §3: encoding names are case-insensitive).
+    fn is(&self, name: &str, clock_rate: u32) -> bool {
+        self.encoding.eq_ignore_ascii_case(name)
+            && self.clock_rate == clock_rate
+            && matches!(self.channels, None | Some(1))
+    }
+
+    /// G.711 this mapping stands for, if any (8 kHz mono only).
+    fn codec(&self) -> Option<Codec> {
+        let codec = Codec::from_encoding_name(&self.encoding)?;
+        self.is(codec.encoding_name(), NARROWBAND_CLOCK)
+            .then_some(codec)
+    }
+
+    /// Short human description for error messages: `G729`, `opus/48000`.
+    fn describe(&self) -> String {
+        if self.clock_rate == NARROWBAND_CLOCK {
+            self.encoding.clone()
+        } else {
+            format!("{}/{}", self.encoding, self.clock_rate)
+        }
+    }
+}
+
+/// `a=fmtp:<pt> <params>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fmtp {
+    pub payload_type: u8,
+    pub params: String,
+}
+
+impl MediaDescription {
+    /// `m=audio`.
+    pub fn is_audio(&self) -> bool {
+        self.media.eq_ignore_ascii_case("audio")
+    }
+
+    /// Plain RTP (`RTP/AVP`) or RTP with feedback (`RTP/AVPF`, which WebRTC
+    /// gateways and some softphones offer without requiring feedback).
+    /// SRTP profiles are not supported: we hold no keys.
+    pub fn has_supported_transport(&self) -> bool {
+        self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF")
+    }
+
+    /// The formats that are valid RTP payload types (0..=127), in order.
+    pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
+        self.formats.iter().filter_map(|f| parse_payload_type(f))
+    }
+
+    /// The `a=rtpmap` for `pt`; the first one wins if a peer repeats it.
+    pub fn rtpmap(&self, pt: u8) -> Option<&RtpMap> {
+        self.rtpmaps.iter().find(|r| r.payload_type == pt)
+    }
+
+    /// The `a=fmtp` parameters for `pt`.
+    pub fn fmtp(&self, pt: u8) -> Option<&str> {
+        self.fmtps
+            .iter()
+            .find(|f| f.payload_type == pt)
+            .map(|f| f.params.as_str())
+    }
+
+    /// The G.711 codec `pt` carries on this line: its `a=rtpmap` if there is
+    /// one (a peer may put PCMU on a dynamic number, or re-map a static one),
+    /// else the static table of RFC 3551 (0 = PCMU, 8 = PCMA).
+    pub fn codec(&self, pt: u8) -> Option<Codec> {
+        match self.rtpmap(pt) {
+            Some(map) => map.codec(),
+            None => Codec::from_static_payload_type(pt),
+        }
+    }
+
+    /// Payload types mapped to `telephone-event/8000`, in format order.
+    /// Other clock rates (FreeSWITCH offers `telephone-event/48000` next to
+    /// opus) carry timestamps we cannot use with 8 kHz audio.
+    pub fn telephone_event_pts(&self) -> impl Iterator<Item = u8> + '_ {
+        self.payload_types().filter(|&pt| {
+            self.rtpmap(pt)
+                .is_some_and(|m| m.is("telephone-event", NARROWBAND_CLOCK))
+        })
+    }
+
+    /// `18 (G729)`: a format with its name, for error messages.
+    pub fn describe_format(&self, format: &str) -> String {
+        let name = parse_payload_type(format).and_then(|pt| match self.rtpmap(pt) {
+            Some(map) => Some(map.describe()),
+            None => static_payload_name(pt).map(str::to_owned),
+        });
+        match name {
+            Some(name) => format!("{format} ({name})"),
+            None => format.to_owned(),
+        }
+    }
+}
+
+impl SessionDescription {
+    /// The connection address that applies to `media`: its own `c=`, else the
+    /// session-level one (RFC 4566 §5.7).
+    pub fn connection_for<'a>(
+        &'a self,
+        media: &'a MediaDescription,
+    ) -> Option<&'a ConnectionAddress> {
+        media.connection.as_ref().or(self.connection.as_ref())
+    }
+
+    /// The direction that applies to `media`: its own attribute, else the
+    /// session-level one, else `sendrecv` (RFC 3264 §5.1).
+    pub fn direction_for(&self, media: &MediaDescription) -> Direction {
+        media
+            .direction
+            .or(self.direction)
+            .unwrap_or(Direction::SendRecv)
+    }
+}
+
+/// Names of the static RTP payload types (RFC 3551 §6), for messages only.
+fn static_payload_name(pt: u8) -> Option<&'static str> {
+    Some(match pt {
+        0 => "PCMU",
+        3 => "GSM",
+        4 => "G723",
+        5 | 6 | 16 | 17 => "DVI4",
+        7 => "LPC",
+        8 => "PCMA",
+        9 => "G722",
+        10 | 11 => "L16",
+        12 => "QCELP",
+        13 => "CN",
+        14 => "MPA",
+        15 => "G728",
+        18 => "G729",
+        25 => "CelB",
+        26 => "JPEG",
+        28 => "nv",
+        31 => "H261",
+        32 => "MPV",
+        33 => "MP2T",
+        34 => "H263",
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Direction
+// ---------------------------------------------------------------------------
+
+/// Media direction (RFC 3264 §5.1), always from the point of view of the
+/// side that wrote it (or, for [`NegotiatedMedia::local_direction`], of us).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// The direction as seen from the other end: what one side sends the
+    /// other receives.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            same => same,
+        }
+    }
+
+    /// May media be sent in this direction?
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// Is media expected to be received?
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The direction with the given send and receive permissions.
+    pub fn from_flags(sends: bool, receives: bool) -> Direction {
+        match (sends, receives) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    /// The SDP attribute name: `sendrecv`, `sendonly`, `recvonly`, `inactive`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    fn from_attribute(name: &[u8]) -> Option<Direction> {
+        [
+            Direction::SendRecv,
+            Direction::SendOnly,
+            Direction::RecvOnly,
+            Direction::Inactive,
+        ]
+        .into_iter()
+        .find(|d| name.eq_ignore_ascii_case(d.attribute().as_bytes()))
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.attribute())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parse errors
+// ---------------------------------------------------------------------------
+
+/// Why a body is not an SDP we can read. Line numbers count from 1 over the
+/// physical lines of the body.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("empty SDP body")]
+    Empty,
+    #[error("not an SDP body: it must start with `v=0`, found {found:?}")]
+    NotSdp { found: String },
+    #[error("unsupported SDP version {found:?}: only `v=0` exists")]
+    UnsupportedVersion { found: String },
+    #[error("line {line}: not of the form `<letter>=<value>`: {found:?}")]
+    MalformedLine { line: usize, found: String },
+    #[error("line {line}: a second `{kind}=` line; an SDP body has exactly one")]
+    Duplicate { line: usize, kind: char },
+    #[error("line {line}: the `{kind}=` line is not valid UTF-8")]
+    NotUtf8 { line: usize, kind: char },
+    #[error("no `o=` (origin) line")]
+    MissingOrigin,
+    #[error(
+        "line {line}: `o=` needs `<user> <session-id> <version> IN <IP4|IP6> <address>`, found {found:?}"
+    )]
+    InvalidOrigin { line: usize, found: String },
+    #[error("line {line}: invalid `c=` line {found:?}: {problem}")]
+    InvalidConnection {
+        line: usize,
+        found: String,
+        problem: ConnectionProblem,
+    },
+    #[error("line {line}: invalid `m=` line {found:?}: {problem}")]
+    InvalidMedia {
+        line: usize,
+        found: String,
+        problem: MediaProblem,
+    },
+}
+
+/// What is wrong with a `c=` line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionProblem {
+    #[error("expected `IN <IP4|IP6> <address>`")]
+    MissingFields,
+    #[error("network type {0:?} is not `IN`")]
+    UnsupportedNetworkType(String),
+    #[error("address type {0:?} is neither `IP4` nor `IP6`")]
+    UnsupportedAddressType(String),
+    #[error("{0:?} is neither an IP address nor a domain name")]
+    InvalidAddress(String),
+}
+
+/// What is wrong with an `m=` line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MediaProblem {
+    #[error("expected `<media> <port> <proto> <format>...`")]
+    MissingFields,
+    #[error("port {0:?} is not a number from 0 to 65535")]
+    InvalidPort(String),
+    #[error("port count {0:?} is not a number from 0 to 65535")]
+    InvalidPortCount(String),
+    #[error("{0:?} contains characters other than visible ASCII")]
+    NotAToken(String),
+    #[error("more than {MAX_FORMATS} formats")]
+    TooManyFormats,
+}
+
+// ---------------------------------------------------------------------------
+// Parser
+// ---------------------------------------------------------------------------
+
+/// Parse an SDP body.
+///
+/// Lines may end in CRLF or a bare LF; surrounding whitespace and blank
+/// lines are ignored, and the last line needs no terminator. The first line
+/// must be `v=0` (so a misrouted body is reported as "not SDP" rather than
+/// failing somewhere later); `o=` is required, `s=` and `t=` are not.
+pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .zip(1..)
+        .map(|(text, number)| (number, text.trim_ascii()))
+        .filter(|(_, text)| !text.is_empty());
+    let (_, first) = lines.next().ok_or(SdpError::Empty)?;
+    check_version(first)?;
+    let mut builder = Builder::default();
+    for (number, text) in lines {
+        let (kind, value) = split_line(number, text)?;
+        builder.line(number, kind, value)?;
+    }
+    builder.finish()
+}
+
+fn check_version(line: &[u8]) -> Result<(), SdpError> {
+    match line.strip_prefix(b"v=") {
+        None => Err(SdpError::NotSdp {
+            found: snippet(line),
+        }),
+        Some(version) if version.trim_ascii() == b"0" => Ok(()),
+        Some(version) => Err(SdpError::UnsupportedVersion {
+            found: snippet(version),
+        }),
+    }
+}
+
+/// `<type>=<value>` with a one-letter type (RFC 4566 §5). No whitespace is
+/// allowed around `=`, which is what tells SDP from most other text.
+fn split_line(number: usize, line: &[u8]) -> Result<(u8, &[u8]), SdpError> {
+    match line {
+        [kind, b'=', value @ ..] if kind.is_ascii_alphabetic() => Ok((*kind, value)),
+        _ => Err(SdpError::MalformedLine {
+            line: number,
+            found: snippet(line),
+        }),
+    }
+}
+
+/// Peer text for an error message: lossy, control characters escaped by
+/// `{:?}` at display time, and cut to [`SNIPPET_CHARS`].
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut chars = text.chars();
+    let mut out: String = chars.by_ref().take(SNIPPET_CHARS).collect();
+    if chars.next().is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
+fn text(number: usize, kind: u8, value: &[u8]) -> Result<&str, SdpError> {
+    std::str::from_utf8(value).map_err(|_| SdpError::NotUtf8 {
+        line: number,
+        kind: char::from(kind),
+    })
+}
+
+/// Accumulates lines; whether a line is session- or media-level depends
+/// only on whether an `m=` line came before it.
+#[derive(Default)]
+struct Builder {
+    origin: Option<Origin>,
+    session_name: Option<String>,
+    connection: Option<ConnectionAddress>,
+    direction: Option<Direction>,
+    media: Vec<MediaDescription>,
+}
+
+impl Builder {
+    fn line(&mut self, number: usize, kind: u8, value: &[u8]) -> Result<(), SdpError> {
+        match kind {
+            b'v' => Err(SdpError::Duplicate {
+                line: number,
+                kind: 'v',
+            }),
+            b'o' => self.origin(number, value),
+            b's' => {
+                self.session_name(value);
+                Ok(())
+            }
+            b'c' => self.connection(number, value),
+            b'm' => self.media(number, value),
+            b'a' => {
+                self.attribute(value);
+                Ok(())
+            }
+            // t=, b=, i=, u=, e=, p=, k=, z=, r= and anything newer: nothing
+            // we act on.
+            _ => Ok(()),
+        }
+    }
+
+    fn origin(&mut self, number: usize, value: &[u8]) -> Result<(), SdpError> {
+        if self.origin.is_some() {
+            return Err(SdpError::Duplicate {
+                line: number,
+                kind: 'o',
+            });
+        }
+        let origin =
+            parse_origin(text(number, b'o', value)?).ok_or_else(|| SdpError::InvalidOrigin {
+                line: number,
+                found: snippet(value),
+            })?;
+        self.origin = Some(origin);
+        Ok(())
+    }
+
+    fn session_name(&mut self, value: &[u8]) {
+        if self.media.is_empty() && self.session_name.is_none() {
+            self.session_name = Some(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+
+    /// A `c=` line. Several at one level only occur with layered multicast;
+    /// the first one is kept.
+    fn connection(&mut self, number: usize, value: &[u8]) -> Result<(), SdpError> {
+        let address = parse_connection(text(number, b'c', value)?).map_err(|problem| {
+            SdpError::InvalidConnection {
+                line: number,
+                found: snippet(value),
+                problem,
+            }
+        })?;
+        let slot = match self.media.last_mut() {
+            Some(media) => &mut media.connection,
+            None => &mut self.connection,
+        };
+        slot.get_or_insert(address);
+        Ok(())
+    }
+
+    fn media(&mut self, number: usize, value: &[u8]) -> Result<(), SdpError> {
+        let media =
+            parse_media(text(number, b'm', value)?).map_err(|problem| SdpError::InvalidMedia {
+                line: number,
+                found: snippet(value),
+                problem,
+            })?;
+        self.media.push(media);
+        Ok(())
+    }
+
+    /// An `a=` line. Unknown attributes, and known ones whose value does not
+    /// parse, are ignored: they describe formats or features we do not use,
+    /// and refusing a call over them helps nobody.
+    fn attribute(&mut self, value: &[u8]) {
+        let mut parts = value.splitn(2, |&b| b == b':');
+        let name = parts.next().unwrap_or_default();
+        let arg = parts
+            .next()
+            .and_then(|arg| std::str::from_utf8(arg).ok())
+            .map(str::trim);
+        if let Some(direction) = Direction::from_attribute(name) {
+            match self.media.last_mut() {
+                Some(media) => media.direction = Some(direction),
+                None => self.direction = Some(direction),
+            }
+            return;
+        }
+        // The rest only has a meaning per media line.
+        if let Some(media) = self.media.last_mut() {
+            media_attribute(media, name, arg);
+        }
+    }
+
+    fn finish(self) -> Result<SessionDescription, SdpError> {
+        Ok(SessionDescription {
+            origin: self.origin.ok_or(SdpError::MissingOrigin)?,
+            session_name: self.session_name,
+            connection: self.connection,
+            direction: self.direction,
+            media: self.media,
+        })
+    }
+}
+
+fn media_attribute(media: &mut MediaDescription, name: &[u8], arg: Option<&str>) {
+    let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
+    if is("rtcp-mux") {
+        media.rtcp_mux = true;
+        return;
+    }
+    let Some(arg) = arg else { return };
+    // Only the first rtpmap/fmtp per payload type counts, which also bounds
+    // both lists at 128 entries.
+    if is("rtpmap") {
+        let map = parse_rtpmap(arg).filter(|m| media.rtpmap(m.payload_type).is_none());
+        media.rtpmaps.extend(map);
+    } else if is("fmtp") {
+        let fmtp = parse_fmtp(arg).filter(|f| media.fmtp(f.payload_type).is_none());
+        media.fmtps.extend(fmtp);
+    } else if is("ptime") {
+        media.ptime_ms = parse_milliseconds(arg).or(media.ptime_ms);
+    } else if is("maxptime") {
+        media.maxptime_ms = parse_milliseconds(arg).or(media.maxptime_ms);
+    } else if is("rtcp") {
+        let port = arg.split_ascii_whitespace().next().and_then(parse_u16);
+        media.rtcp_port = port.or(media.rtcp_port);
+    }
+}
+
+/// `o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>`.
+/// The last five fields are taken from the end so that a (non-conforming)
+/// username with spaces still parses.
+fn parse_origin(value: &str) -> Option<Origin> {
+    let fields: Vec<&str> = value.split_ascii_whitespace().collect();
+    let split = fields.len().checked_sub(5).filter(|&n| n >= 1)?;
+    let (user, rest) = fields.split_at(split);
+    let [session_id, session_version, _nettype, _addrtype, address] = rest else {
+        return None;
+    };
+    Some(Origin {
+        username: user.join(" "),
+        session_id: (*session_id).to_owned(),
+        session_version: (*session_version).to_owned(),
+        address: (*address).to_owned(),
+    })
+}
+
+/// `c=IN IP4 <addr>[/<ttl>[/<count>]]` or `c=IN IP6 <addr>[/<count>]`.
+/// The multicast suffixes are dropped: we only do unicast.
+fn parse_connection(value: &str) -> Result<ConnectionAddress, ConnectionProblem> {
+    let mut fields = value.split_ascii_whitespace();
+    let (Some(nettype), Some(addrtype), Some(address)) =
+        (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(ConnectionProblem::MissingFields);
+    };
+    if !nettype.eq_ignore_ascii_case("IN") {
+        return Err(ConnectionProblem::UnsupportedNetworkType(snippet(
+            nettype.as_bytes(),
+        )));
+    }
+    if !addrtype.eq_ignore_ascii_case("IP4") && !addrtype.eq_ignore_ascii_case("IP6") {
+        return Err(ConnectionProblem::UnsupportedAddressType(snippet(
+            addrtype.as_bytes(),
+        )));
+    }
+    let host = address.split_once('/').map_or(address, |(host, _)| host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        Ok(ConnectionAddress::Ip(ip))
+    } else if is_domain_name(host) {
+        Ok(ConnectionAddress::Host(host.to_owned()))
+    } else {
+        Err(ConnectionProblem::InvalidAddress(snippet(host.as_bytes())))
+    }
+}
+
+/// A syntactically valid DNS name (RFC 1123 labels). A name whose last label
+/// is all digits is a mistyped IPv4 address (`192.0.2.300`), not a name.
+fn is_domain_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    (1..=253).contains(&host.len())
+        && host.split('.').all(label_ok)
+        && host
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `m=<media> <port>[/<count>] <proto> <fmt> ...`. An empty format list is
+/// tolerated (some stacks write rejected lines that way).
+fn parse_media(value: &str) -> Result<MediaDescription, MediaProblem> {
+    let mut fields = value.split_ascii_whitespace();
+    let (Some(media), Some(port), Some(proto)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(MediaProblem::MissingFields);
+    };
+    let (port, count) = match port.split_once('/') {
+        Some((port, count)) => (port, Some(count)),
+        None => (port, None),
+    };
+    let port =
+        parse_u16(port).ok_or_else(|| MediaProblem::InvalidPort(snippet(port.as_bytes())))?;
+    let port_count = match count {
+        Some(count) => Some(
+            parse_u16(count)
+                .ok_or_else(|| MediaProblem::InvalidPortCount(snippet(count.as_bytes())))?,
+        ),
+        None => None,
+    };
+    let formats: Vec<String> = fields.take(MAX_FORMATS + 1).map(str::to_owned).collect();
+    if formats.len() > MAX_FORMATS {
+        return Err(MediaProblem::TooManyFormats);
+    }
+    let first_bad = [media, proto]
+        .into_iter()
+        .chain(formats.iter().map(String::as_str))
+        .find(|token| !is_token(token));
+    if let Some(bad) = first_bad {
+        return Err(MediaProblem::NotAToken(snippet(bad.as_bytes())));
+    }
+    Ok(MediaDescription {
+        media: media.to_owned(),
+        port,
+        port_count,
+        proto: proto.to_owned(),
+        formats,
+        connection: None,
+        direction: None,
+        rtpmaps: Vec::new(),
+        fmtps: Vec::new(),
+        ptime_ms: None,
+        maxptime_ms: None,
+        rtcp_port: None,
+        rtcp_mux: false,
+    })
+}
+
+/// Visible ASCII only (RFC 4566 `token` is a subset). Media, proto and
+/// formats are echoed into our answer, so nothing else may pass.
+fn is_token(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Digits only: `str::parse` would also take a leading `+`.
+fn parse_u16(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// An RTP payload type: 0..=127 (7 bits in the RTP header).
+fn parse_payload_type(text: &str) -> Option<u8> {
+    parse_u16(text)
+        .and_then(|n| u8::try_from(n).ok())
+        .filter(|&pt| pt <= 127)
+}
+
+/// `<pt> <encoding>/<clock>[/<channels>]`.
+fn parse_rtpmap(arg: &str) -> Option<RtpMap> {
+    let (pt, rest) = arg.split_once(|c: char| c.is_ascii_whitespace())?;
+    let mut parts = rest.trim().split('/');
+    let encoding = parts.next()?.trim();
+    let clock_rate = parts.next()?.trim().parse().ok()?;
+    let channels = match parts.next() {
+        Some(channels) => Some(parse_u16(channels.trim())?),
+        None => None,
+    };
+    if encoding.is_empty() {
+        return None;
+    }
+    Some(RtpMap {
+        payload_type: parse_payload_type(pt)?,
+        encoding: encoding.to_owned(),
+        clock_rate,
+        channels,
+    })
+}
+
+/// `<pt> <params>`; only numeric formats are kept.
+fn parse_fmtp(arg: &str) -> Option<Fmtp> {
+    let (pt, params) = arg.split_once(|c: char| c.is_ascii_whitespace())?;
+    Some(Fmtp {
+        payload_type: parse_payload_type(pt)?,
+        params: params.trim().to_owned(),
+    })
+}
+
+/// Whole milliseconds; a fractional part (`20.0`, seen in the wild) is
+/// dropped.
+fn parse_milliseconds(arg: &str) -> Option<u32> {
+    let whole = match arg.split_once('.') {
+        Some((whole, fraction)) if fraction.bytes().all(|b| b.is_ascii_digit()) => whole,
+        Some(_) => return None,
+        None => arg,
+    };
+    parse_u16(whole).map(u32::from)
+}
+
+// ---------------------------------------------------------------------------
+// Offer/answer
+// ---------------------------------------------------------------------------
+
+/// What we bring to a negotiation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalMedia {
+    /// The address our RTP socket is reachable at (goes in `c=` and `o=`).
+    /// Must be concrete: `0.0.0.0` would tell the peer not to send to us
+    /// (RFC 3264 §8.4).
+    pub addr: IpAddr,
+    /// Our RTP port.
+    pub port: u16,
+    /// Codecs we accept, in our order of preference. Must not be empty.
+    pub codecs: Vec<Codec>,
+    /// Packet time we send when the peer has no preference (normally 20).
+    pub ptime_ms: u32,
+}
+
+/// Our side of the SDP exchanges of one dialog: the `o=` identifier and
+/// version.
+///
+/// RFC 3264 §8 requires the version to grow by one each time the SDP we send
+/// changes, and to stay put when we re-send the same description (for
+/// example in the answer to a session refresh), so that the peer can tell a
+/// real change from a repeat. [`SdpSession`] remembers what it sent last to
+/// decide.
+#[derive(Clone, Debug)]
+pub struct SdpSession {
+    session_id: u64,
+    version: u64,
+    /// Address and everything after the `o=` line of the last SDP sent.
+    last_sent: Option<(IpAddr, String)>,
+}
+
+impl SdpSession {
+    /// A new session. Pick `session_id` at random per dialog; values below
+    /// 2^32 keep peers that store it in 32 bits (pjsip) happy.
+    pub fn new(session_id: u64) -> Self {
+        SdpSession {
+            session_id,
+            version: 1,
+            last_sent: None,
+        }
+    }
+
+    pub fn session_id(&self) -> u64 {
+        self.session_id
+    }
+
+    /// Version of the last SDP produced (or of the next one, before any).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Wrap a media section into a full body, bumping the version if it
+    /// differs from the last one sent.
+    fn render(&mut self, addr: IpAddr, media_section: String) -> String {
+        let addr = addr.to_canonical();
+        if let Some((last_addr, last_media)) = &self.last_sent {
+            if *last_addr != addr || *last_media != media_section {
+                self.version = self.version.wrapping_add(1);
+            }
+        }
+        let kind = address_type(addr);
+        let body = format!(
+            "v=0\r\no=pinbridge {id} {version} IN {kind} {addr}\r\ns=pinbridge\r\nc=IN {kind} {addr}\r\nt=0 0\r\n{media_section}",
+            id = self.session_id,
+            version = self.version,
+        );
+        self.last_sent = Some((addr, media_section));
+        body
+    }
+}
+
+fn address_type(addr: IpAddr) -> &'static str {
+    match addr {
+        IpAddr::V4(_) => "IP4",
+        IpAddr::V6(_) => "IP6",
+    }
+}
+
+/// The outcome of a negotiation: everything the call task needs to send and
+/// receive audio.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NegotiatedMedia {
+    /// The codec both sides use.
+    pub codec: Codec,
+    /// The payload type to put in RTP we send (the peer's number for it).
+    pub codec_pt: u8,
+    /// The peer's payload type for `telephone-event/8000`, if both sides
+    /// have it. Without it DTMF can still come in-band or by SIP INFO.
+    pub telephone_event_pt: Option<u8>,
+    /// Where to send RTP. `None` for port 0, the hold address
+    /// (`c=IN IP4 0.0.0.0`) and unresolved host names: "no address yet".
+    pub remote_rtp: Option<SocketAddr>,
+    /// Packet duration we send: the peer's `a=ptime` if we support it and it
+    /// is within its `a=maxptime`, else our default.
+    pub ptime_ms: u32,
+    /// What we may do. An offer `sendonly` makes us `recvonly` (we must not
+    /// send); `c=0.0.0.0` counts as the peer not receiving.
+    pub local_direction: Direction,
+}
+
+/// Why no audio could be agreed on. The SIP layer answers an offer that
+/// fails with `488 Not Acceptable Here`, using the text as the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NegotiationError {
+    #[error("no audio stream: offered {}", join_or(.offered, "no media"))]
+    NoAudio { offered: Vec<String> },
+    #[error("every audio stream is disabled (port 0)")]
+    AudioDisabled,
+    #[error("audio only over {}; we support RTP/AVP and RTP/AVPF (no SRTP)", join_or(.offered, "nothing"))]
+    UnsupportedTransport { offered: Vec<String> },
+    #[error("no common codec: offered {}; we accept {}", join_or(.offered, "no formats"), codec_list(.accepted))]
+    NoCommonCodec {
+        offered: Vec<String>,
+        accepted: Vec<Codec>,
+    },
+    #[error("the audio stream has no connection address (no `c=` at media or session level)")]
+    MissingConnection,
+    #[error("the answer rejected our audio stream (port 0)")]
+    AudioRejected,
+    #[error("the answer chose {}, which we did not offer; we offered {}", join_or(.answered, "no formats"), codec_list(.offered))]
+    AnswerCodecNotOffered {
+        answered: Vec<String>,
+        offered: Vec<Codec>,
+    },
+    #[error("the answer moved telephone-event from payload type {offered} to {answered}")]
+    TelephoneEventPtChanged { offered: u8, answered: u8 },
+}
+
+fn join_or(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn codec_list(codecs: &[Codec]) -> String {
+    if codecs.is_empty() {
+        return "nothing".to_owned();
+    }
+    let names: Vec<&str> = codecs.iter().map(|c| c.encoding_name()).collect();
+    names.join(", ")
+}
+
+/// A set of RFC 4733 event codes 0..=31 (we only ever use 0..=16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EventSet(u32);
+
+impl EventSet {
+    /// DTMF 0-9, *, #, A-D (0..=15) and flash (16): what we understand.
+    const OURS: EventSet = EventSet(0x1_ffff);
+    /// RFC 4733 §2.4.1: without an `fmtp`, 0-15 are assumed.
+    const DEFAULT: EventSet = EventSet(0xffff);
+
+    /// The events of an `a=fmtp` for telephone-event (`0-15`, `0-11,16`).
+    /// Anything unreadable counts as absent, i.e. the RFC default.
+    fn from_fmtp(params: Option<&str>) -> EventSet {
+        params
+            .and_then(|p| {
+                p.split(',')
+                    .map(parse_event_range)
+                    .sum::<Option<EventSet>>()
+            })
+            .unwrap_or(EventSet::DEFAULT)
+    }
+
+    fn intersect(self, other: EventSet) -> EventSet {
+        EventSet(self.0 & other.0)
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::iter::Sum<EventSet> for EventSet {
+    fn sum<I: Iterator<Item = EventSet>>(iter: I) -> EventSet {
+        EventSet(iter.fold(0, |acc, set| acc | set.0))
+    }
+}
+
+/// `N` or `N-M` with 0 <= N <= M <= 255; codes above 31 are dropped.
+fn parse_event_range(item: &str) -> Option<EventSet> {
+    let item = item.trim();
+    let (low, high) = item.split_once('-').unwrap_or((item, item));
+    let low = u8::try_from(parse_u16(low.trim())?).ok()?;
+    let high = u8::try_from(parse_u16(high.trim())?).ok()?;
+    if low > high {
+        return None;
+    }
+    let bits = (low..=high.min(31)).fold(0u32, |acc, code| acc | (1 << code));
+    Some(EventSet(bits))
+}
+
+/// Ranges, as in `0-11,16`.
+impl fmt::Display for EventSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        for code in (0..32u32).filter(|&code| self.0 & (1 << code) != 0) {
+            match runs.last_mut() {
+                Some((_, end)) if end.checked_add(1) == Some(code) => *end = code,
+                _ => runs.push((code, code)),
+            }
+        }
+        for (index, (start, end)) in runs.into_iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            if start == end {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The choice made for one audio line.
+struct Selection {
+    codec: Codec,
+    codec_pt: u8,
+    telephone_event: Option<(u8, EventSet)>,
+}
+
+/// The first codec in OUR preference order that `media` carries, with the
+/// peer's payload type for it. Our order rather than the offerer's, as
+/// Asterisk does with its `allow=` list by default: the operator decides
+/// (for example PCMA first on a European trunk) and the result is the same
+/// whichever phone calls.
+fn select_codec(media: &MediaDescription, preference: &[Codec]) -> Option<(Codec, u8)> {
+    preference.iter().find_map(|&wanted| {
+        media
+            .payload_types()
+            .find(|&pt| media.codec(pt) == Some(wanted))
+            .map(|pt| (wanted, pt))
+    })
+}
+
+/// The offer's first `telephone-event/8000` that carries DTMF, with the
+/// events both sides understand.
+fn select_telephone_event(media: &MediaDescription) -> Option<(u8, EventSet)> {
+    media.telephone_event_pts().find_map(|pt| {
+        let events = EventSet::from_fmtp(media.fmtp(pt)).intersect(EventSet::OURS);
+        (!events.is_empty()).then_some((pt, events))
+    })
+}
+
+/// The packet time we send: the peer's `a=ptime` when we can do it within
+/// its `a=maxptime`; otherwise our default if that fits, else the longest
+/// supported time that fits (10 ms if none does).
+fn choose_ptime(media: &MediaDescription, default_ms: u32) -> u32 {
+    let fits = |ms: u32| media.maxptime_ms.is_none_or(|max| ms <= max);
+    if let Some(ms) = media.ptime_ms {
+        if SUPPORTED_PTIMES_MS.contains(&ms) && fits(ms) {
+            return ms;
+        }
+    }
+    if fits(default_ms) {
+        return default_ms;
+    }
+    SUPPORTED_PTIMES_MS
+        .into_iter()
+        .rev()
+        .find(|&ms| fits(ms))
+        .unwrap_or(10)
+}
+
+/// Pick the audio line to accept: the first audio line that is enabled,
+/// uses a supported transport and has a codec in common.
+fn select_audio<'a>(
+    offer: &'a SessionDescription,
+    preference: &[Codec],
+) -> Result<(usize, &'a MediaDescription, Selection), NegotiationError> {
+    let candidates = offer
+        .media
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.is_audio() && m.port != 0 && m.has_supported_transport());
+    for (index, media) in candidates {
+        if let Some((codec, codec_pt)) = select_codec(media, preference) {
+            let telephone_event = select_telephone_event(media);
+            return Ok((
+                index,
+                media,
+                Selection {
+                    codec,
+                    codec_pt,
+                    telephone_event,
+                },
+            ));
+        }
+    }
+    Err(explain_no_audio(offer, preference))
+}
+
+/// The most specific reason why [`select_audio`] found nothing.
+fn explain_no_audio(offer: &SessionDescription, preference: &[Codec]) -> NegotiationError {
+    let audio: Vec<&MediaDescription> = offer.media.iter().filter(|m| m.is_audio()).collect();
+    let enabled: Vec<&MediaDescription> = audio.iter().copied().filter(|m| m.port != 0).collect();
+    let usable: Vec<&MediaDescription> = enabled
+        .iter()
+        .copied()
+        .filter(|m| m.has_supported_transport())
+        .collect();
+    if audio.is_empty() {
+        NegotiationError::NoAudio {
+            offered: unique(offer.media.iter().map(|m| m.media.clone())),
+        }
+    } else if enabled.is_empty() {
+        NegotiationError::AudioDisabled
+    } else if usable.is_empty() {
+        NegotiationError::UnsupportedTransport {
+            offered: unique(enabled.iter().map(|m| m.proto.clone())),
+        }
+    } else {
+        NegotiationError::NoCommonCodec {
+            offered: unique(
+                usable
+                    .iter()
+                    .flat_map(|m| m.formats.iter().map(|f| m.describe_format(f))),
+            ),
+            accepted: preference.to_vec(),
+        }
+    }
+}
+
+/// The distinct items, in order, at most [`LISTED_ITEMS`] of them (then
+/// `...`): for error messages, which must stay short whatever the peer sent.
+fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        if out.contains(&item) {
+            continue;
+        }
+        if out.len() == LISTED_ITEMS {
+            out.push("...".to_owned());
+            break;
+        }
+        out.push(item);
+    }
+    out
+}
+
+/// Where to send and what we may do, from the peer's view of the line.
+///
+/// `c=0.0.0.0` takes away the peer's receiving (RFC 3264 §8.4: send neither
+/// RTP nor RTCP there); a host name leaves the direction alone, the shell
+/// decides whether it resolves it.
+fn remote_side(
+    sdp: &SessionDescription,
+    media: &MediaDescription,
+) -> Result<(Option<SocketAddr>, Direction), NegotiationError> {
+    let address = sdp
+        .connection_for(media)
+        .ok_or(NegotiationError::MissingConnection)?;
+    let mut peer = sdp.direction_for(media);
+    if address.is_hold() {
+        peer = Direction::from_flags(peer.sends(), false);
+    }
+    Ok((address.rtp_destination(media.port), peer.reverse()))
+}
+
+/// Answer an offer (RFC 3264 §6).
+///
+/// The first audio line with a usable transport (`RTP/AVP`, `RTP/AVPF`) and
+/// a codec in common is accepted; the answer lists only the chosen codec
+/// and, if offered, `telephone-event/8000` at the offer's number with the
+/// events both sides know. Every other line is rejected with port 0, as the
+/// answer must mirror the offer line for line.
+///
+/// The direction attribute is the offer's reversed. A `c=0.0.0.0` offer only
+/// changes what we do ([`NegotiatedMedia::local_direction`]), not what we
+/// announce: we remain willing to send once the peer gives an address.
+///
+/// On error nothing changes in `session`.
+pub fn answer(
+    session: &mut SdpSession,
+    offer: &SessionDescription,
+    local: &LocalMedia,
+) -> Result<(NegotiatedMedia, String), NegotiationError> {
+    let (accepted, media, selection) = select_audio(offer, &local.codecs)?;
+    let (remote_rtp, local_direction) = remote_side(offer, media)?;
+    let negotiated = NegotiatedMedia {
+        codec: selection.codec,
+        codec_pt: selection.codec_pt,
+        telephone_event_pt: selection.telephone_event.map(|(pt, _)| pt),
+        remote_rtp,
+        ptime_ms: choose_ptime(media, local.ptime_ms),
+        local_direction,
+    };
+    let announced = offer.direction_for(media).reverse();
+    let mut section = String::new();
+    for (index, line) in offer.media.iter().enumerate() {
+        if index == accepted {
+            write_accepted(
+                &mut section,
+                line,
+                local,
+                &selection,
+                negotiated.ptime_ms,
+                announced,
+            );
+        } else {
+            write_rejected(&mut section, line);
+        }
+    }
+    let text = session.render(local.addr, section);
+    Ok((negotiated, text))
+}
+
+fn write_accepted(
+    out: &mut String,
+    offered: &MediaDescription,
+    local: &LocalMedia,
+    selection: &Selection,
+    ptime_ms: u32,
+    direction: Direction,
+) {
+    let codec_pt = selection.codec_pt;
+    let _ = write!(
+        out,
+        "m={} {} {} {codec_pt}",
+        offered.media, local.port, offered.proto
+    );
+    if let Some((pt, _)) = selection.telephone_event {
+        let _ = write!(out, " {pt}");
+    }
+    out.push_str("\r\n");
+    let _ = write!(
+        out,
+        "a=rtpmap:{codec_pt} {}/8000\r\n",
+        selection.codec.encoding_name()
+    );
+    if let Some((pt, events)) = selection.telephone_event {
+        let _ = write!(
+            out,
+            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} {events}\r\n"
+        );
+    }
+    let _ = write!(out, "a=ptime:{ptime_ms}\r\na={direction}\r\n");
+}
+
+/// A rejected line: port 0, same proto, and one of its formats (the grammar
+/// needs at least one; `0` if the offer had none).
+fn write_rejected(out: &mut String, offered: &MediaDescription) {
+    let format = offered.formats.first().map_or("0", String::as_str);
+    let _ = write!(out, "m={} 0 {} {format}\r\n", offered.media, offered.proto);
+}
+
+/// Our offer, for INVITEs that came without SDP (we offer in the 200 OK) and
+/// for re-INVITEs we send (hold, resume, address change).
+///
+/// One `RTP/AVP` audio line with all our codecs in preference order and
+/// `telephone-event/8000` at [`TELEPHONE_EVENT_PT`] for DTMF 0-15 and flash.
+pub fn offer(session: &mut SdpSession, local: &LocalMedia, direction: Direction) -> String {
+    let codecs = unique_codecs(&local.codecs);
+    let te = TELEPHONE_EVENT_PT;
+    let mut section = format!("m=audio {} RTP/AVP", local.port);
+    for codec in &codecs {
+        let _ = write!(section, " {}", codec.payload_type());
+    }
+    let _ = write!(section, " {te}\r\n");
+    for codec in &codecs {
+        let _ = write!(
+            section,
+            "a=rtpmap:{} {}/8000\r\n",
+            codec.payload_type(),
+            codec.encoding_name()
+        );
+    }
+    let _ = write!(
+        section,
+        "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} {}\r\na=ptime:{}\r\na={direction}\r\n",
+        EventSet::OURS,
+        local.ptime_ms
+    );
+    session.render(local.addr, section)
+}
+
+fn unique_codecs(codecs: &[Codec]) -> Vec<Codec> {
+    let mut out = Vec::with_capacity(codecs.len());
+    for &codec in codecs {
+        if !out.contains(&codec) {
+            out.push(codec);
+        }
+    }
+    out
+}
+
+/// Read the answer to an offer made with [`offer`].
+///
+/// The answer must accept our audio line and choose one of the codecs we
+/// offered (its first such format wins, RFC 3264 §7); its telephone-event,
+/// if any, must keep the number we offered. Packet time is the answer's
+/// `a=ptime` if we support it, else [`DEFAULT_PTIME_MS`].
+pub fn accept_answer(
+    our_offer_codecs: &[Codec],
+    answer: &SessionDescription,
+) -> Result<NegotiatedMedia, NegotiationError> {
+    let media =
+        answer
+            .media
+            .iter()
+            .find(|m| m.is_audio())
+            .ok_or_else(|| NegotiationError::NoAudio {
+                offered: unique(answer.media.iter().map(|m| m.media.clone())),
+            })?;
+    if media.port == 0 {
+        return Err(NegotiationError::AudioRejected);
+    }
+    if !media.has_supported_transport() {
+        return Err(NegotiationError::UnsupportedTransport {
+            offered: vec![media.proto.clone()],
+        });
+    }
+    let (codec, codec_pt) = media
+        .payload_types()
+        .find_map(|pt| {
+            media
+                .codec(pt)
+                .filter(|c| our_offer_codecs.contains(c))
+                .map(|c| (c, pt))
+        })
+        .ok_or_else(|| NegotiationError::AnswerCodecNotOffered {
+            answered: unique(media.formats.iter().map(|f| media.describe_format(f))),
+            offered: our_offer_codecs.to_vec(),
+        })?;
+    let telephone_event_pt = media.telephone_event_pts().next();
+    if let Some(answered) = telephone_event_pt.filter(|&pt| pt != TELEPHONE_EVENT_PT) {
+        return Err(NegotiationError::TelephoneEventPtChanged {
+            offered: TELEPHONE_EVENT_PT,
+            answered,
+        });
+    }
+    let (remote_rtp, local_direction) = remote_side(answer, media)?;
+    Ok(NegotiatedMedia {
+        codec,
+        codec_pt,
+        telephone_event_pt,
+        remote_rtp,
+        ptime_ms: choose_ptime(media, DEFAULT_PTIME_MS),
+        local_direction,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// Join lines with CRLF, as peers send them.
+    fn sdp(lines: &[&str]) -> Vec<u8> {
+        let mut body = lines.join("\r\n");
+        body.push_str("\r\n");
+        body.into_bytes()
+    }
+
+    fn local() -> LocalMedia {
+        LocalMedia {
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            port: 40000,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            ptime_ms: 20,
+        }
+    }
+
+    fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> Option<SocketAddr> {
+        Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port))
+    }
+
+    /// Parse an offer and answer it with [`local`].
+    fn negotiate(body: &[u8]) -> Result<(NegotiatedMedia, String), NegotiationError> {
+        let offer = parse(body).expect("test offer parses");
+        answer(&mut SdpSession::new(42), &offer, &local())
+    }
+
+    fn negotiate_ok(body: &[u8]) -> (NegotiatedMedia, String) {
+        negotiate(body).expect("offer is acceptable")
+    }
+
+    fn negotiate_err(body: &[u8]) -> NegotiationError {
+        negotiate(body).expect_err("offer must be refused")
+    }
+
+    /// A minimal offer with the given m= line and extra lines after it.
+    fn simple_offer(m_line: &str, extra: &[&str]) -> Vec<u8> {
+        let mut lines = vec![
+            "v=0",
+            "o=- 1 1 IN IP4 203.0.113.5",
+            "s=-",
+            "c=IN IP4 203.0.113.5",
+            "t=0 0",
+            m_line,
+        ];
+        lines.extend_from_slice(extra);
+        sdp(&lines)
+    }
+
+    // --- real-world offers ------------------------------------------------
+
+    /// Exactly what interop/sipp/uac_ivr_pcap.xml sends (placeholders filled).
+    fn sipp_offer() -> Vec<u8> {
+        sdp(&[
+            "v=0",
+            "o=caller 53655765 2353687637 IN IP4 127.0.0.1",
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            "m=audio 18000 RTP/AVP 0 8 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=ptime:20",
+            "a=sendrecv",
+        ])
+    }
+
+    #[test]
+    fn sipp_offer_parses() {
+        let offer = parse(&sipp_offer()).unwrap();
+        assert_eq!(offer.origin.username, "caller");
+        assert_eq!(offer.origin.session_id, "53655765");
+        assert_eq!(offer.origin.session_version, "2353687637");
+        assert_eq!(offer.session_name.as_deref(), Some("-"));
+        assert_eq!(
+            offer.connection,
+            Some(ConnectionAddress::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+        );
+        let [audio] = offer.media.as_slice() else {
+            panic!("one m= line expected")
+        };
+        assert_eq!(audio.media, "audio");
+        assert_eq!(audio.port, 18000);
+        assert_eq!(audio.proto, "RTP/AVP");
+        assert_eq!(audio.formats, ["0", "8", "101"]);
+        assert_eq!(audio.ptime_ms, Some(20));
+        assert_eq!(audio.direction, Some(Direction::SendRecv));
+        assert_eq!(audio.fmtp(101), Some("0-16"));
+        assert_eq!(audio.codec(0), Some(Codec::Pcmu));
+        assert_eq!(audio.codec(8), Some(Codec::Pcma));
+        assert_eq!(audio.codec(101), None);
+        assert_eq!(audio.telephone_event_pts().collect::<Vec<_>>(), [101]);
+    }
+
+    #[test]
+    fn sipp_offer_answer_text() {
+        let (media, text) = negotiate_ok(&sipp_offer());
+        assert_eq!(
+            media,
+            NegotiatedMedia {
+                codec: Codec::Pcmu,
+                codec_pt: 0,
+                telephone_event_pt: Some(101),
+                remote_rtp: v4(127, 0, 0, 1, 18000),
+                ptime_ms: 20,
+                local_direction: Direction::SendRecv,
+            }
+        );
+        assert_eq!(
+            text,
+            "v=0\r\n\
+             o=pinbridge 42 1 IN IP4 192.0.2.1\r\n\
+             s=pinbridge\r\n\
+             c=IN IP4 192.0.2.1\r\n\
+             t=0 0\r\n\
+             m=audio 40000 RTP/AVP 0 101\r\n\
+             a=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-16\r\n\
+             a=ptime:20\r\n\
+             a=sendrecv\r\n"
+        );
+    }
+
+    /// baresip 1.0 as configured in interop/baresip (rtcp_mux no).
+    fn baresip_offer() -> Vec<u8> {
+        sdp(&[
+            "v=0",
+            "o=- 1683713577 2384236540 IN IP4 127.0.0.1",
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            "a=tool:baresip 1.0.0",
+            "m=audio 18100 RTP/AVP 0 8 101",
+            "b=AS:80",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15",
+            "a=rtcp:18101",
+            "a=sendrecv",
+            "a=label:1",
+            "a=ssrc:1813151537 cname:8c9b1e5a-7a5c-4d4f",
+            "a=ptime:20",
+        ])
+    }
+
+    #[test]
+    fn baresip_offer_mirrors_its_event_range() {
+        let offer = parse(&baresip_offer()).unwrap();
+        assert_eq!(offer.media[0].rtcp_port, Some(18101));
+        assert!(!offer.media[0].rtcp_mux);
+        let (media, text) = negotiate_ok(&baresip_offer());
+        assert_eq!(media.codec, Codec::Pcmu);
+        assert_eq!(media.telephone_event_pt, Some(101));
+        assert_eq!(media.remote_rtp, v4(127, 0, 0, 1, 18100));
+        // The event range is mirrored: baresip does not send flash.
+        assert!(text.contains("a=fmtp:101 0-15\r\n"), "{text}");
+    }
+
+    /// Twinkle lists speex first and PCMA before PCMU.
+    fn twinkle_offer() -> Vec<u8> {
+        sdp(&[
+            "v=0",
+            "o=twinkle 1476283574 580329410 IN IP4 127.0.0.1",
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            "m=audio 18400 RTP/AVP 98 97 8 0 3 101",
+            "a=rtpmap:98 speex/16000",
+            "a=rtpmap:97 speex/8000",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:3 GSM/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15",
+            "a=ptime:20",
+        ])
+    }
+
+    #[test]
+    fn twinkle_offer_uses_our_preference_order() {
+        let (media, text) = negotiate_ok(&twinkle_offer());
+        assert_eq!((media.codec, media.codec_pt), (Codec::Pcmu, 0));
+        assert!(text.contains("m=audio 40000 RTP/AVP 0 101\r\n"), "{text}");
+        // No direction attribute in the offer means sendrecv.
+        assert_eq!(media.local_direction, Direction::SendRecv);
+        assert!(text.contains("a=sendrecv\r\n"));
+
+        let offer = parse(&twinkle_offer()).unwrap();
+        let pcma_first = LocalMedia {
+            codecs: vec![Codec::Pcma, Codec::Pcmu],
+            ..local()
+        };
+        let (media, _) = answer(&mut SdpSession::new(1), &offer, &pcma_first).unwrap();
+        assert_eq!((media.codec, media.codec_pt), (Codec::Pcma, 8));
+    }
+
+    fn asterisk_offer() -> Vec<u8> {
+        sdp(&[
+            "v=0",
+            "o=- 1680000000 1680000000 IN IP4 192.0.2.10",
+            "s=Asterisk",
+            "c=IN IP4 192.0.2.10",
+            "t=0 0",
+            "m=audio 10000 RTP/AVP 0 3 8 9 111 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:3 GSM/8000",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:9 G722/8000",
+            "a=rtpmap:111 opus/48000/2",
+            "a=fmtp:111 useinbandfec=1",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=ptime:20",
+            "a=maxptime:150",
+            "a=sendrecv",
+        ])
+    }
+
+    #[test]
+    fn asterisk_offer_with_many_codecs() {
+        let offer = parse(&asterisk_offer()).unwrap();
+        assert_eq!(offer.session_name.as_deref(), Some("Asterisk"));
+        assert_eq!(offer.media[0].maxptime_ms, Some(150));
+        assert_eq!(
+            offer.media[0].rtpmap(111),
+            Some(&RtpMap {
+                payload_type: 111,
+                encoding: "opus".into(),
+                clock_rate: 48000,
+                channels: Some(2),
+            })
+        );
+        let (media, text) = negotiate_ok(&asterisk_offer());
+        assert_eq!((media.codec, media.codec_pt), (Codec::Pcmu, 0));
+        assert_eq!(media.telephone_event_pt, Some(101));
+        assert_eq!(media.remote_rtp, v4(192, 0, 2, 10, 10000));
+        // Only the chosen codec and telephone-event are answered.
+        assert!(text.contains("m=audio 40000 RTP/AVP 0 101\r\n"), "{text}");
+        assert!(!text.contains("GSM") && !text.contains("G722") && !text.contains("opus"));
+    }
+
+    /// FreeSWITCH-style: PCMU on a dynamic number, telephone-event twice.
+    fn freeswitch_offer() -> Vec<u8> {
+        sdp(&[
+            "v=0",
+            "o=FreeSWITCH 1700000000 1700000001 IN IP4 198.51.100.7",
+            "s=FreeSWITCH",
+            "c=IN IP4 198.51.100.7",
+            "t=0 0",
+            "m=audio 24000 RTP/AVP 102 98 9 96 101",
+            "a=rtpmap:102 opus/48000/2",
+            "a=fmtp:102 useinbandfec=1; maxplaybackrate=48000",
+            "a=rtpmap:98 PCMU/8000",
+            "a=rtpmap:9 G722/8000",
+            "a=rtpmap:96 telephone-event/48000",
+            "a=fmtp:96 0-16",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=ptime:20",
+            "a=sendrecv",
+            "a=rtcp:24001 IN IP4 198.51.100.7",
+        ])
+    }
+
+    #[test]
+    fn freeswitch_dynamic_pcmu_and_two_telephone_events() {
+        let offer = parse(&freeswitch_offer()).unwrap();
+        assert_eq!(offer.media[0].rtcp_port, Some(24001));
+        assert_eq!(
+            offer.media[0].telephone_event_pts().collect::<Vec<_>>(),
+            [101],
+            "telephone-event/48000 is not usable"
+        );
+        let (media, text) = negotiate_ok(&freeswitch_offer());
+        assert_eq!((media.codec, media.codec_pt), (Codec::Pcmu, 98));
+        assert_eq!(media.telephone_event_pt, Some(101));
+        assert!(text.contains("m=audio 40000 RTP/AVP 98 101\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:98 PCMU/8000\r\n"), "{text}");
+        assert!(!text.contains("48000"));
+    }
+
+    #[test]
+    fn telephone_event_at_other_clock_only_is_dropped() {
+        let body = simple_offer(
+            "m=audio 5000 RTP/AVP 0 96",
+            &["a=rtpmap:96 telephone-event/48000", "a=fmtp:96 0-16"],
+        );
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.telephone_event_pt, None);
+        assert!(text.contains("m=audio 40000 RTP/AVP 0\r\n"), "{text}");
+        assert!(!text.contains("telephone-event"));
+    }
+
+    #[test]
+    fn dynamic_pcma_mapping_is_found() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 18 100", &["a=rtpmap:100 pcma/8000"]);
+        let (media, _) = negotiate_ok(&body);
+        assert_eq!((media.codec, media.codec_pt), (Codec::Pcma, 100));
+    }
+
+    #[test]
+    fn rtpmap_overrides_the_static_table() {
+        // A (broken) peer re-maps 0; we believe its rtpmap, not RFC 3551.
+        let body = simple_offer("m=audio 5000 RTP/AVP 0 8", &["a=rtpmap:0 G729/8000"]);
+        let (media, _) = negotiate_ok(&body);
+        assert_eq!((media.codec, media.codec_pt), (Codec::Pcma, 8));
+    }
+
+    #[test]
+    fn pcmu_at_another_clock_rate_or_stereo_is_not_pcmu() {
+        let body = simple_offer(
+            "m=audio 5000 RTP/AVP 96 97",
+            &["a=rtpmap:96 PCMU/16000", "a=rtpmap:97 PCMU/8000/2"],
+        );
+        assert!(matches!(
+            negotiate_err(&body),
+            NegotiationError::NoCommonCodec { .. }
+        ));
+    }
+
+    #[test]
+    fn same_codec_twice_takes_the_first_in_offer_order() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 96 0", &["a=rtpmap:96 PCMU/8000"]);
+        let (media, _) = negotiate_ok(&body);
+        assert_eq!(media.codec_pt, 96);
+    }
+
+    #[test]
+    fn rfc4475_sdp01_body() {
+        // RFC 4475 torture test body: an rtpmap without clock rate.
+        let body = sdp(&[
+            "v=0",
+            "o=mhandley 29739 7272939 IN IP4 192.0.2.5",
+            "s=-",
+            "c=IN IP4 192.0.2.5",
+            "t=0 0",
+            "m=audio 49217 RTP/AVP 0 12",
+            "m=video 3227 RTP/AVP 31",
+            "a=rtpmap:31 LPC",
+        ]);
+        let offer = parse(&body).unwrap();
+        assert_eq!(offer.media.len(), 2);
+        assert!(offer.media[1].rtpmaps.is_empty());
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.codec, Codec::Pcmu);
+        assert_eq!(media.telephone_event_pt, None);
+        assert!(text.ends_with("m=video 0 RTP/AVP 31\r\n"), "{text}");
+    }
+
+    // --- connection addresses ---------------------------------------------
+
+    #[test]
+    fn connection_only_at_media_level() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP4 203.0.113.5",
+            "s=-",
+            "t=0 0",
+            "m=audio 5000 RTP/AVP 0",
+            "c=IN IP4 203.0.113.77",
+        ]);
+        let offer = parse(&body).unwrap();
+        assert_eq!(offer.connection, None);
+        assert_eq!(negotiate_ok(&body).0.remote_rtp, v4(203, 0, 113, 77, 5000));
+    }
+
+    #[test]
+    fn connection_only_at_session_level() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 0", &[]);
+        let offer = parse(&body).unwrap();
+        assert_eq!(offer.media[0].connection, None);
+        assert_eq!(negotiate_ok(&body).0.remote_rtp, v4(203, 0, 113, 5, 5000));
+    }
+
+    #[test]
+    fn media_connection_overrides_session_connection() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 0", &["c=IN IP4 198.51.100.9"]);
+        assert_eq!(negotiate_ok(&body).0.remote_rtp, v4(198, 51, 100, 9, 5000));
+    }
+
+    #[test]
+    fn missing_connection_is_an_error() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP4 203.0.113.5",
+            "s=-",
+            "m=audio 5000 RTP/AVP 0",
+        ]);
+        assert_eq!(negotiate_err(&body), NegotiationError::MissingConnection);
+    }
+
+    #[test]
+    fn ipv6_offer_and_ipv6_answer() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP6 2001:db8::5",
+            "s=-",
+            "c=IN IP6 2001:db8::5",
+            "t=0 0",
+            "m=audio 5000 RTP/AVP 8",
+        ]);
+        let offer = parse(&body).unwrap();
+        let ip6: IpAddr = "2001:db8::5".parse().unwrap();
+        let local6 = LocalMedia {
+            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ..local()
+        };
+        let (media, text) = answer(&mut SdpSession::new(7), &offer, &local6).unwrap();
+        assert_eq!(media.remote_rtp, Some(SocketAddr::new(ip6, 5000)));
+        assert_eq!(media.codec, Codec::Pcma);
+        assert!(text.contains("o=pinbridge 7 1 IN IP6 ::1\r\n"), "{text}");
+        assert!(text.contains("c=IN IP6 ::1\r\n"), "{text}");
+    }
+
+    #[test]
+    fn ipv4_mapped_local_address_is_written_as_ip4() {
+        let mapped = LocalMedia {
+            addr: "::ffff:192.0.2.1".parse().unwrap(),
+            ..local()
+        };
+        let text = offer(&mut SdpSession::new(1), &mapped, Direction::SendRecv);
+        assert!(text.contains("c=IN IP4 192.0.2.1\r\n"), "{text}");
+    }
+
+    #[test]
+    fn connection_suffixes_are_ignored() {
+        for (line, expected) in [
+            ("c=IN IP4 224.2.1.1/127", "224.2.1.1"),
+            ("c=IN IP4 224.2.1.1/127/3", "224.2.1.1"),
+            ("c=IN IP6 ff15::101/3", "ff15::101"),
+            ("c=IN IP6 [2001:db8::1]", "2001:db8::1"),
+            ("c=in ip4 192.0.2.1", "192.0.2.1"),
+        ] {
+            let body = sdp(&["v=0", "o=- 1 1 IN IP4 h", line]);
+            let expected = ConnectionAddress::Ip(expected.parse().unwrap());
+            assert_eq!(parse(&body).unwrap().connection, Some(expected), "{line}");
+        }
+    }
+
+    #[test]
+    fn host_name_connection_is_kept_unresolved() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP4 pbx.example.com",
+            "s=-",
+            "c=IN IP4 media.example.com.",
+            "t=0 0",
+            "m=audio 5000 RTP/AVP 0",
+        ]);
+        let offer = parse(&body).unwrap();
+        assert_eq!(
+            offer.connection,
+            Some(ConnectionAddress::Host("media.example.com.".into()))
+        );
+        let (media, _) = negotiate_ok(&body);
+        assert_eq!(media.remote_rtp, None);
+        assert_eq!(media.local_direction, Direction::SendRecv);
+    }
+
+    #[test]
+    fn bad_connection_lines_say_what_is_wrong() {
+        let cases = [
+            ("c=IN IP4", ConnectionProblem::MissingFields),
+            (
+                "c=ATM NSAP 47.0005",
+                ConnectionProblem::UnsupportedNetworkType("ATM".into()),
+            ),
+            (
+                "c=IN IPX 192.0.2.1",
+                ConnectionProblem::UnsupportedAddressType("IPX".into()),
+            ),
+            (
+                "c=IN IP4 192.0.2.300",
+                ConnectionProblem::InvalidAddress("192.0.2.300".into()),
+            ),
+            (
+                "c=IN IP4 no_such!host",
+                ConnectionProblem::InvalidAddress("no_such!host".into()),
+            ),
+            (
+                "c=IN IP6 2001:db8::zz",
+                ConnectionProblem::InvalidAddress("2001:db8::zz".into()),
+            ),
+        ];
+        for (line, problem) in cases {
+            let body = sdp(&["v=0", "o=- 1 1 IN IP4 h", "s=-", line]);
+            match parse(&body) {
+                Err(SdpError::InvalidConnection {
+                    line: 4,
+                    problem: got,
+                    ..
+                }) => assert_eq!(got, problem, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn connection_error_display() {
+        let body = sdp(&["v=0", "o=- 1 1 IN IP4 h", "c=IN IP4 192.0.2.300"]);
+        assert_eq!(
+            parse(&body).unwrap_err().to_string(),
+            "line 3: invalid `c=` line \"IN IP4 192.0.2.300\": \"192.0.2.300\" is neither an IP address nor a domain name"
+        );
+    }
+
+    // --- hold and direction -----------------------------------------------
+
+    #[test]
+    fn rfc2543_hold_address() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 2 IN IP4 203.0.113.5",
+            "s=-",
+            "c=IN IP4 0.0.0.0",
+            "t=0 0",
+            "m=audio 5000 RTP/AVP 0",
+        ]);
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.remote_rtp, None);
+        assert_eq!(media.local_direction, Direction::RecvOnly);
+        // We announce what we are willing to do; the address only stops us.
+        assert!(text.contains("a=sendrecv\r\n"), "{text}");
+    }
+
+    #[test]
+    fn hold_address_with_sendonly_lets_us_receive_only() {
+        // Music on hold from a phone that also zeroes its address.
+        let body = simple_offer(
+            "m=audio 5000 RTP/AVP 0",
+            &["c=IN IP4 0.0.0.0", "a=sendonly"],
+        );
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.local_direction, Direction::RecvOnly);
+        assert!(text.contains("a=recvonly\r\n"), "{text}");
+    }
+
+    #[test]
+    fn hold_address_with_recvonly_leaves_nothing_to_do() {
+        let body = simple_offer(
+            "m=audio 5000 RTP/AVP 0",
+            &["c=IN IP4 0.0.0.0", "a=recvonly"],
+        );
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.local_direction, Direction::Inactive);
+        assert!(text.contains("a=sendonly\r\n"), "{text}");
+    }
+
+    #[test]
+    fn ipv6_unspecified_is_hold_too() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 0", &["c=IN IP6 ::"]);
+        let (media, _) = negotiate_ok(&body);
+        assert_eq!(media.remote_rtp, None);
+        assert_eq!(media.local_direction, Direction::RecvOnly);
+    }
+
+    #[test]
+    fn offered_direction_is_reversed() {
+        for (offered, ours) in [
+            ("a=sendrecv", Direction::SendRecv),
+            ("a=sendonly", Direction::RecvOnly),
+            ("a=recvonly", Direction::SendOnly),
+            ("a=inactive", Direction::Inactive),
+        ] {
+            let body = simple_offer("m=audio 5000 RTP/AVP 0", &[offered]);
+            let (media, text) = negotiate_ok(&body);
+            assert_eq!(media.local_direction, ours, "{offered}");
+            assert!(text.contains(&format!("a={ours}\r\n")), "{offered}: {text}");
+            // A held stream still has an address: RTCP and resume need it.
+            assert_eq!(media.remote_rtp, v4(203, 0, 113, 5, 5000));
+        }
+    }
+
+    #[test]
+    fn session_level_direction_applies_to_media_without_its_own() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP4 203.0.113.5",
+            "s=-",
+            "c=IN IP4 203.0.113.5",
+            "t=0 0",
+            "a=sendonly",
+            "m=audio 5000 RTP/AVP 0",
+        ]);
+        let offer = parse(&body).unwrap();
+        assert_eq!(offer.direction, Some(Direction::SendOnly));
+        assert_eq!(offer.media[0].direction, None);
+        assert_eq!(negotiate_ok(&body).0.local_direction, Direction::RecvOnly);
+    }
+
+    #[test]
+    fn media_level_direction_overrides_session_level() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP4 203.0.113.5",
+            "c=IN IP4 203.0.113.5",
+            "a=inactive",
+            "m=audio 5000 RTP/AVP 0",
+            "a=sendrecv",
+        ]);
+        assert_eq!(negotiate_ok(&body).0.local_direction, Direction::SendRecv);
+    }
+
+    #[test]
+    fn direction_helpers() {
+        use Direction::*;
+        for d in [SendRecv, SendOnly, RecvOnly, Inactive] {
+            assert_eq!(d.reverse().reverse(), d);
+            assert_eq!(Direction::from_flags(d.sends(), d.receives()), d);
+            assert_eq!(d.reverse().sends(), d.receives());
+        }
+        assert_eq!(SendOnly.reverse(), RecvOnly);
+        assert!(SendRecv.sends() && SendRecv.receives());
+        assert!(!Inactive.sends() && !Inactive.receives());
+        assert_eq!(RecvOnly.to_string(), "recvonly");
+    }
+
+    // --- several m= lines ---------------------------------------------------
+
+    #[test]
+    fn video_is_rejected_with_port_zero() {
+        let body = simple_offer(
+            "m=audio 5000 RTP/AVP 0 101",
+            &[
+                "a=rtpmap:101 telephone-event/8000",
+                "m=video 5002 RTP/AVP 96 34",
+                "a=rtpmap:96 H264/90000",
+                "a=fmtp:96 profile-level-id=42e01f",
+            ],
+        );
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.remote_rtp, v4(203, 0, 113, 5, 5000));
+        assert!(
+            text.ends_with("a=sendrecv\r\nm=video 0 RTP/AVP 96\r\n"),
+            "{text}"
+        );
+        let parsed = parse(text.as_bytes()).unwrap();
+        assert_eq!(parsed.media.len(), 2);
+        assert_eq!(parsed.media[1].port, 0);
+    }
+
+    #[test]
+    fn video_first_keeps_the_order() {
+        let body = simple_offer("m=video 5002 RTP/AVP 31", &["m=audio 5000 RTP/AVP 8"]);
+        let (_, text) = negotiate_ok(&body);
+        let parsed = parse(text.as_bytes()).unwrap();
+        let kinds: Vec<(&str, u16)> = parsed
+            .media
+            .iter()
+            .map(|m| (m.media.as_str(), m.port))
+            .collect();
+        assert_eq!(kinds, [("video", 0), ("audio", 40000)]);
+    }
+
+    #[test]
+    fn two_audio_lines_accept_the_first() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 0", &["m=audio 5002 RTP/AVP 8"]);
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.remote_rtp, v4(203, 0, 113, 5, 5000));
+        assert_eq!(media.codec, Codec::Pcmu);
+        assert!(text.ends_with("m=audio 0 RTP/AVP 8\r\n"), "{text}");
+    }
+
+    #[test]
+    fn srtp_line_is_skipped_for_a_plain_rtp_line() {
+        // Best-effort SRTP as some clients offer it: SAVP first, AVP second.
+        let body = simple_offer(
+            "m=audio 5000 RTP/SAVP 0",
+            &[
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+                "m=audio 5002 RTP/AVP 0",
+            ],
+        );
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.remote_rtp, v4(203, 0, 113, 5, 5002));
+        assert!(
+            text.contains("m=audio 0 RTP/SAVP 0\r\nm=audio 40000 RTP/AVP 0\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn audio_line_without_common_codec_is_skipped_for_the_next() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 18", &["m=audio 5002 RTP/AVP 8"]);
+        let (media, text) = negotiate_ok(&body);
+        assert_eq!(media.remote_rtp, v4(203, 0, 113, 5, 5002));
+        assert!(text.contains("m=audio 0 RTP/AVP 18\r\n"), "{text}");
+    }
+
+    #[test]
+    fn avpf_is_accepted_and_echoed() {
+        let body = simple_offer("m=audio 5000 RTP/AVPF 0", &["a=rtcp-mux"]);
+        let offer = parse(&body).unwrap();
+        assert!(offer.media[0].rtcp_mux);
+        let (_, text) = negotiate_ok(&body);
+        assert!(text.contains("m=audio 40000 RTP/AVPF 0\r\n"), "{text}");
+    }
+
+    #[test]
+    fn rejected_line_without_formats_gets_one() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 0", &["m=application 9 TCP/BFCP"]);
+        let offer = parse(&body).unwrap();
+        assert!(offer.media[1].formats.is_empty());
+        let (_, text) = negotiate_ok(&body);
+        assert!(text.ends_with("m=application 0 TCP/BFCP 0\r\n"), "{text}");
+    }
+
+    // --- refusals -----------------------------------------------------------
+
+    #[test]
+    fn g729_only_offer_has_no_common_codec() {
+        let body = simple_offer("m=audio 5000 RTP/AVP 18 9", &["a=rtpmap:18 G729/8000"]);
+        let error = negotiate_err(&body);
+        assert_eq!(
+            error,
+            NegotiationError::NoCommonCodec {
+                offered: vec!["18 (G729)".into(), "9 (G722)".into()],
+                accepted: vec![Codec::Pcmu, Codec::Pcma],
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "no common codec: offered 18 (G729), 9 (G722); we accept PCMU, PCMA"
+        );
+    }
+
+    #[test]
+    fn no_common_codec_names_dynamic_formats() {
+        let body = simple_offer(
+            "m=audio 5000 RTP/AVP 111 101 97",
+            &[
+                "a=rtpmap:111 opus/48000/2",
+                "a=rtpmap:101 telephone-event/8000",
+            ],
+        );
+        assert_eq!(
+            negotiate_err(&body).to_string(),
+            "no common codec: offered 111 (opus/48000), 101 (telephone-event), 97; we accept PCMU, PCMA"
+        );
+    }
+
+    #[test]
+    fn empty_local_codec_list_accepts_nothing() {
+        let offer = parse(&sipp_offer()).unwrap();
+        let none = LocalMedia {
+            codecs: vec![],
+            ..local()
+        };
+        let error = answer(&mut SdpSession::new(1), &offer, &none).unwrap_err();
+        assert!(error.to_string().ends_with("we accept nothing"), "{error}");
+    }
+
+    #[test]
+    fn srtp_only_offer_is_refused() {
+        let body = simple_offer(
+            "m=audio 5000 RTP/SAVP 0 8",
+            &["a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj"],
+        );
+        let error = negotiate_err(&body);
+        assert_eq!(
+            error,
+            NegotiationError::UnsupportedTransport {
+                offered: vec!["RTP/SAVP".into()]
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "audio only over RTP/SAVP; we support RTP/AVP and RTP/AVPF (no SRTP)"
+        );
+    }
+
+    #[test]
+    fn webrtc_style_offer_is_refused() {
+        let body = simple_offer("m=audio 9 UDP/TLS/RTP/SAVPF 111 0", &[]);
+        assert!(matches!(
+            negotiate_err(&body),
+            NegotiationError::UnsupportedTransport { .. }
+        ));
+    }
+
+    #[test]
+    fn no_audio_at_all() {
+        let body = simple_offer("m=image 5000 udptl t38", &["m=video 5002 RTP/AVP 31"]);
+        let error = negotiate_err(&body);
+        assert_eq!(error.to_string(), "no audio stream: offered image, video");
+        let body = sdp(&["v=0", "o=- 1 1 IN IP4 h", "s=-"]);
+        assert_eq!(
+            negotiate_err(&body).to_string(),
+            "no audio stream: offered no media"
+        );
+    }
+
+    #[test]
+    fn disabled_audio_is_refused() {
+        let body = simple_offer("m=audio 0 RTP/AVP 0", &[]);
+        assert_eq!(negotiate_err(&body), NegotiationError::AudioDisabled);
+    }
+
+    #[test]
+    fn refusal_does_not_touch_the_session() {
+        let mut session = SdpSession::new(5);
+        let good = parse(&sipp_offer()).unwrap();
+        let bad = parse(&simple_offer("m=audio 5000 RTP/AVP 18", &[])).unwrap();
+        let (_, first) = answer(&mut session, &good, &local()).unwrap();
+        assert!(answer(&mut session, &bad, &local()).is_err());
+        let (_, again) = answer(&mut session, &good, &local()).unwrap();
+        assert_eq!(first, again);
+    }
+
+    // --- packet time and events --------------------------------------------
+
+    fn ptime_for(extra: &[&str]) -> u32 {
+        negotiate_ok(&simple_offer("m=audio 5000 RTP/AVP 0", extra))
+            .0
+            .ptime_ms
+    }
+
+    #[test]
+    fn ptime_choice() {
+        assert_eq!(ptime_for(&[]), 20);
+        assert_eq!(ptime_for(&["a=ptime:30"]), 30);
+        assert_eq!(ptime_for(&["a=ptime:60"]), 60);
+        assert_eq!(ptime_for(&["a=ptime:10"]), 10);
+        assert_eq!(ptime_for(&["a=ptime:25"]), 20, "not a size we send");
+        assert_eq!(ptime_for(&["a=ptime:20.0"]), 20);
+        assert_eq!(ptime_for(&["a=ptime:abc"]), 20);
+        assert_eq!(
+            ptime_for(&["a=ptime:40", "a=maxptime:30"]),
+            20,
+            "above maxptime"
+        );
+        assert_eq!(ptime_for(&["a=maxptime:10"]), 10, "default above maxptime");
+        assert_eq!(
+            ptime_for(&["a=maxptime:5"]),
+            10,
+            "nothing fits: smallest we do"
+        );
+        assert_eq!(ptime_for(&["a=ptime:30", "a=maxptime:150"]), 30);
+    }
+
+    #[test]
+    fn answer_states_the_ptime_we_send() {
+        let (_, text) = negotiate_ok(&simple_offer("m=audio 5000 RTP/AVP 0", &["a=ptime:30"]));
+        assert!(text.contains("a=ptime:30\r\n"), "{text}");
+    }
+
+    fn events_for(fmtp: Option<&str>) -> Option<String> {
+        let mut extra = vec!["a=rtpmap:101 telephone-event/8000".to_owned()];
+        extra.extend(fmtp.map(|f| format!("a=fmtp:101 {f}")));
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (media, text) = negotiate_ok(&simple_offer("m=audio 5000 RTP/AVP 0 101", &extra));
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("a=fmtp:101 "))
+            .map(str::to_owned);
+        assert_eq!(media.telephone_event_pt.is_some(), line.is_some());
+        line
+    }
+
+    #[test]
+    fn telephone_event_range_is_mirrored_within_what_we_know() {
+        assert_eq!(events_for(Some("0-16")).as_deref(), Some("0-16"));
+        assert_eq!(events_for(Some("0-15")).as_deref(), Some("0-15"));
+        assert_eq!(events_for(Some("0-11,16")).as_deref(), Some("0-11,16"));
+        assert_eq!(events_for(Some("0-15,32-49")).as_deref(), Some("0-15"));
+        assert_eq!(events_for(Some("0-255")).as_deref(), Some("0-16"));
+        assert_eq!(events_for(Some("5")).as_deref(), Some("5"));
+        assert_eq!(
+            events_for(None).as_deref(),
+            Some("0-15"),
+            "RFC 4733 default"
+        );
+        assert_eq!(events_for(Some("garbage")).as_deref(), Some("0-15"));
+        assert_eq!(events_for(Some("9-3")).as_deref(), Some("0-15"));
+        assert_eq!(events_for(Some("32-49")), None, "no DTMF in it");
+    }
+
+    // --- o= version ---------------------------------------------------------
+
+    fn origin_version(text: &str) -> String {
+        let offer = parse(text.as_bytes()).unwrap();
+        offer.origin.session_version
+    }
+
+    #[test]
+    fn version_changes_only_when_content_changes() {
+        let mut session = SdpSession::new(1000);
+        let talking = parse(&sipp_offer()).unwrap();
+        let held = parse(&simple_offer(
+            "m=audio 18000 RTP/AVP 0 8 101",
+            &[
+                "a=rtpmap:101 telephone-event/8000",
+                "a=fmtp:101 0-16",
+                "a=sendonly",
+            ],
+        ))
+        .unwrap();
+
+        let (_, a) = answer(&mut session, &talking, &local()).unwrap();
+        assert_eq!(origin_version(&a), "1");
+        let (_, b) = answer(&mut session, &talking, &local()).unwrap();
+        assert_eq!(a, b, "a refresh gets the identical SDP");
+        let (_, c) = answer(&mut session, &held, &local()).unwrap();
+        assert_eq!(origin_version(&c), "2");
+        let (_, d) = answer(&mut session, &held, &local()).unwrap();
+        assert_eq!(origin_version(&d), "2");
+        let (_, e) = answer(&mut session, &talking, &local()).unwrap();
+        assert_eq!(origin_version(&e), "3");
+        assert_eq!(session.version(), 3);
+        assert_eq!(session.session_id(), 1000);
+
+        // Our own offers share the counter.
+        let f = offer(&mut session, &local(), Direction::SendRecv);
+        assert_eq!(origin_version(&f), "4");
+        let g = offer(&mut session, &local(), Direction::SendRecv);
+        assert_eq!(f, g);
+        let h = offer(&mut session, &local(), Direction::SendOnly);
+        assert_eq!(origin_version(&h), "5");
+        let moved = LocalMedia {
+            port: 40002,
+            ..local()
+        };
+        let i = offer(&mut session, &moved, Direction::SendOnly);
+        assert_eq!(origin_version(&i), "6");
+        let readdressed = LocalMedia {
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+            ..moved
+        };
+        let j = offer(&mut session, &readdressed, Direction::SendOnly);
+        assert_eq!(origin_version(&j), "7");
+    }
+
+    // --- our offer and the answer to it ------------------------------------
+
+    #[test]
+    fn offer_text() {
+        let text = offer(&mut SdpSession::new(77), &local(), Direction::SendRecv);
+        assert_eq!(
+            text,
+            "v=0\r\n\
+             o=pinbridge 77 1 IN IP4 192.0.2.1\r\n\
+             s=pinbridge\r\n\
+             c=IN IP4 192.0.2.1\r\n\
+             t=0 0\r\n\
+             m=audio 40000 RTP/AVP 0 8 101\r\n\
+             a=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-16\r\n\
+             a=ptime:20\r\n\
+             a=sendrecv\r\n"
+        );
+    }
+
+    #[test]
+    fn offer_dedupes_codecs_and_keeps_order() {
+        let mine = LocalMedia {
+            codecs: vec![Codec::Pcma, Codec::Pcmu, Codec::Pcma],
+            ..local()
+        };
+        let text = offer(&mut SdpSession::new(1), &mine, Direction::SendOnly);
+        assert!(text.contains("m=audio 40000 RTP/AVP 8 0 101\r\n"), "{text}");
+        assert!(text.ends_with("a=sendonly\r\n"));
+    }
+
+    #[test]
+    fn answer_round_trips_through_parse() {
+        for body in [
+            sipp_offer(),
+            baresip_offer(),
+            twinkle_offer(),
+            asterisk_offer(),
+            freeswitch_offer(),
+        ] {
+            let offered = parse(&body).unwrap();
+            let (ours, text) = answer(&mut SdpSession::new(9), &offered, &local()).unwrap();
+            let parsed = parse(text.as_bytes()).unwrap();
+            assert_eq!(parsed.media.len(), offered.media.len());
+            assert_eq!(parsed.origin.username, "pinbridge");
+            assert_eq!(parsed.session_name.as_deref(), Some("pinbridge"));
+            // Seen from the offerer, the answer yields the mirror image.
+            let theirs = accept_answer(&[Codec::Pcmu, Codec::Pcma], &parsed).unwrap();
+            assert_eq!(theirs.codec, ours.codec);
+            assert_eq!(theirs.codec_pt, ours.codec_pt);
+            assert_eq!(theirs.telephone_event_pt, ours.telephone_event_pt);
+            assert_eq!(theirs.ptime_ms, ours.ptime_ms);
+            assert_eq!(theirs.remote_rtp, v4(192, 0, 2, 1, 40000));
+            assert_eq!(theirs.local_direction, ours.local_direction.reverse());
+        }
+    }
+
+    #[test]
+    fn our_offer_answered_by_ourselves() {
+        let caller = LocalMedia {
+            codecs: vec![Codec::Pcma, Codec::Pcmu],
+            ..local()
+        };
+        let callee = LocalMedia {
+            addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
+            port: 30000,
+            ..local()
+        };
+        let sent = offer(&mut SdpSession::new(1), &caller, Direction::SendOnly);
+        let (callee_media, reply) = answer(
+            &mut SdpSession::new(2),
+            &parse(sent.as_bytes()).unwrap(),
+            &callee,
+        )
+        .unwrap();
+        assert_eq!(callee_media.codec, Codec::Pcmu, "answerer's preference");
+        assert_eq!(callee_media.local_direction, Direction::RecvOnly);
+        let caller_media =
+            accept_answer(&caller.codecs, &parse(reply.as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            caller_media,
+            NegotiatedMedia {
+                codec: Codec::Pcmu,
+                codec_pt: 0,
+                telephone_event_pt: Some(TELEPHONE_EVENT_PT),
+                remote_rtp: v4(198, 51, 100, 2, 30000),
+                ptime_ms: 20,
+                local_direction: Direction::SendOnly,
+            }
+        );
+    }
+
+    fn answer_body(m_line: &str, extra: &[&str]) -> SessionDescription {
+        parse(&simple_offer(m_line, extra)).unwrap()
+    }
+
+    #[test]
+    fn accept_answer_takes_the_answers_first_offered_codec() {
+        let reply = answer_body("m=audio 6000 RTP/AVP 8 0", &[]);
+        let media = accept_answer(&[Codec::Pcmu, Codec::Pcma], &reply).unwrap();
+        assert_eq!((media.codec, media.codec_pt), (Codec::Pcma, 8));
+        assert_eq!(media.telephone_event_pt, None);
+        assert_eq!(media.remote_rtp, v4(203, 0, 113, 5, 6000));
+    }
+
+    #[test]
+    fn accept_answer_refuses_a_codec_we_did_not_offer() {
+        let reply = answer_body("m=audio 6000 RTP/AVP 8", &[]);
+        let error = accept_answer(&[Codec::Pcmu], &reply).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the answer chose 8 (PCMA), which we did not offer; we offered PCMU"
+        );
+        let reply = answer_body("m=audio 6000 RTP/AVP 18", &[]);
+        assert!(matches!(
+            accept_answer(&[Codec::Pcmu], &reply),
+            Err(NegotiationError::AnswerCodecNotOffered { .. })
+        ));
+    }
+
+    #[test]
+    fn accept_answer_checks_the_telephone_event_number() {
+        let reply = answer_body(
+            "m=audio 6000 RTP/AVP 0 101",
+            &["a=rtpmap:101 telephone-event/8000"],
+        );
+        assert_eq!(
+            accept_answer(&[Codec::Pcmu], &reply)
+                .unwrap()
+                .telephone_event_pt,
+            Some(101)
+        );
+        let reply = answer_body(
+            "m=audio 6000 RTP/AVP 0 96",
+            &["a=rtpmap:96 telephone-event/8000"],
+        );
+        assert_eq!(
+            accept_answer(&[Codec::Pcmu], &reply).unwrap_err(),
+            NegotiationError::TelephoneEventPtChanged {
+                offered: 101,
+                answered: 96
+            }
+        );
+    }
+
+    #[test]
+    fn accept_answer_refusals() {
+        let codecs = [Codec::Pcmu];
+        let rejected = answer_body("m=audio 0 RTP/AVP 0", &[]);
+        assert_eq!(
+            accept_answer(&codecs, &rejected).unwrap_err(),
+            NegotiationError::AudioRejected
+        );
+        let srtp = answer_body("m=audio 6000 RTP/SAVP 0", &[]);
+        assert!(matches!(
+            accept_answer(&codecs, &srtp),
+            Err(NegotiationError::UnsupportedTransport { .. })
+        ));
+        let video = answer_body("m=video 6000 RTP/AVP 31", &[]);
+        assert!(matches!(
+            accept_answer(&codecs, &video),
+            Err(NegotiationError::NoAudio { .. })
+        ));
+    }
+
+    #[test]
+    fn accept_answer_direction_and_hold() {
+        let reply = answer_body("m=audio 6000 RTP/AVP 0", &["a=recvonly"]);
+        assert_eq!(
+            accept_answer(&[Codec::Pcmu], &reply)
+                .unwrap()
+                .local_direction,
+            Direction::SendOnly
+        );
+        let reply = answer_body("m=audio 6000 RTP/AVP 0", &["c=IN IP4 0.0.0.0"]);
+        let media = accept_answer(&[Codec::Pcmu], &reply).unwrap();
+        assert_eq!(media.local_direction, Direction::RecvOnly);
+        assert_eq!(media.remote_rtp, None);
+    }
+
+    // --- parser leniency and strictness ------------------------------------
+
+    #[test]
+    fn bare_lf_trailing_whitespace_and_no_final_newline() {
+        let crlf = parse(&sipp_offer()).unwrap();
+        let text = String::from_utf8(sipp_offer()).unwrap();
+        let lf = text.replace("\r\n", "\n");
+        assert_eq!(parse(lf.as_bytes()).unwrap(), crlf);
+        let ragged = text.replace("\r\n", "  \t\r\n");
+        assert_eq!(parse(ragged.as_bytes()).unwrap(), crlf);
+        let unterminated = text.trim_end();
+        assert_eq!(parse(unterminated.as_bytes()).unwrap(), crlf);
+        let blank_lines = format!("\r\n\r\n{}\r\n\r\n", text.replace("\r\n", "\r\n\r\n"));
+        assert_eq!(parse(blank_lines.as_bytes()).unwrap(), crlf);
+    }
+
+    #[test]
+    fn unknown_lines_are_ignored() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP4 203.0.113.5",
+            "s=-",
+            "i=A call",
+            "u=http://example.com/",
+            "e=ops@example.com",
+            "p=+1 555 0100",
+            "c=IN IP4 203.0.113.5",
+            "b=AS:64",
+            "t=0 0",
+            "r=604800 3600 0 90000",
+            "z=2882844526 -1h",
+            "k=prompt",
+            "x=something new",
+            "a=group:BUNDLE 0",
+            "a=msid-semantic: WMS",
+            "m=audio 5000 RTP/AVP 0",
+            "i=voice",
+            "b=TIAS:64000",
+            "k=clear:secret",
+            "a=mid:0",
+            "a=ssrc:1 cname:x",
+            "a=silenceSupp:off - - - -",
+            "a=X-nat:0",
+        ]);
+        let (media, _) = negotiate_ok(&body);
+        assert_eq!(media.codec, Codec::Pcmu);
+    }
+
+    #[test]
+    fn non_utf8_in_lines_we_do_not_interpret() {
+        let mut body = b"v=0\r\no=- 1 1 IN IP4 203.0.113.5\r\ns=Caf\xe9\r\ni=\xff\xfe\r\n".to_vec();
+        body.extend_from_slice(b"c=IN IP4 203.0.113.5\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n");
+        body.extend_from_slice(b"a=x-vendor:\xc3\x28\x80\r\na=\xff\xff\r\na=fmtp:0 \xff\r\n");
+        let offer = parse(&body).unwrap();
+        assert_eq!(offer.session_name.as_deref(), Some("Caf\u{fffd}"));
+        assert!(offer.media[0].fmtps.is_empty());
+        assert_eq!(
+            answer(&mut SdpSession::new(1), &offer, &local())
+                .unwrap()
+                .0
+                .codec,
+            Codec::Pcmu
+        );
+    }
+
+    #[test]
+    fn non_utf8_in_lines_we_interpret() {
+        let body = b"v=0\r\no=- 1 1 IN IP4 h\r\nc=IN IP4 \xff\r\n";
+        assert_eq!(parse(body), Err(SdpError::NotUtf8 { line: 3, kind: 'c' }));
+    }
+
+    #[test]
+    fn missing_session_name_is_tolerated() {
+        let body = sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP4 h",
+            "c=IN IP4 203.0.113.5",
+            "m=audio 5000 RTP/AVP 0",
+        ]);
+        let offer = parse(&body).unwrap();
+        assert_eq!(offer.session_name, None);
+        assert_eq!(negotiate_ok(&body).0.codec, Codec::Pcmu);
+    }
+
+    #[test]
+    fn origin_rules() {
+        let missing = sdp(&[
+            "v=0",
+            "s=-",
+            "c=IN IP4 203.0.113.5",
+            "m=audio 5000 RTP/AVP 0",
+        ]);
+        assert_eq!(parse(&missing), Err(SdpError::MissingOrigin));
+        let short = sdp(&["v=0", "o=foo 1 2"]);
+        assert!(matches!(
+            parse(&short),
+            Err(SdpError::InvalidOrigin { line: 2, .. })
+        ));
+        let twice = sdp(&["v=0", "o=- 1 1 IN IP4 h", "o=- 1 1 IN IP4 h"]);
+        assert_eq!(
+            parse(&twice),
+            Err(SdpError::Duplicate { line: 3, kind: 'o' })
+        );
+        let spaced = parse(&sdp(&["v=0", "o=Some Vendor GW 5 6 IN IP4 192.0.2.4"])).unwrap();
+        assert_eq!(spaced.origin.username, "Some Vendor GW");
+        assert_eq!(spaced.origin.session_id, "5");
+        assert_eq!(spaced.origin.address, "192.0.2.4");
+    }
+
+    #[test]
+    fn not_sdp_bodies() {
+        assert_eq!(parse(b""), Err(SdpError::Empty));
+        assert_eq!(parse(b" \r\n\r\n\t\n"), Err(SdpError::Empty));
+        let html = parse(b"<html><body>404</body></html>").unwrap_err();
+        assert_eq!(
+            html.to_string(),
+            "not an SDP body: it must start with `v=0`, found \"<html><body>404</body></html>\""
+        );
+        let sip = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\nv=0\r\n";
+        assert!(matches!(parse(sip), Err(SdpError::NotSdp { .. })));
+        assert!(matches!(
+            parse(b"{\"sdp\": \"v=0\"}"),
+            Err(SdpError::NotSdp { .. })
+        ));
+        assert_eq!(
+            parse(b"v=1\r\no=- 1 1 IN IP4 h\r\n"),
+            Err(SdpError::UnsupportedVersion { found: "1".into() })
+        );
+        assert!(matches!(parse(b"v = 0\r\n"), Err(SdpError::NotSdp { .. })));
+    }
+
+    #[test]
+    fn garbage_after_the_version_line() {
+        let body = sdp(&["v=0", "o=- 1 1 IN IP4 h", "hello world"]);
+        assert_eq!(
+            parse(&body).unwrap_err().to_string(),
+            "line 3: not of the form `<letter>=<value>`: \"hello world\""
+        );
+        let body = sdp(&["v=0", "o=- 1 1 IN IP4 h", "v=0"]);
+        assert_eq!(
+            parse(&body),
+            Err(SdpError::Duplicate { line: 3, kind: 'v' })
+        );
+        assert!(matches!(
+            parse(b"v=0\r\n1=x\r\n"),
+            Err(SdpError::MalformedLine { line: 2, .. })
+        ));
+        assert!(matches!(
+            parse(b"v=0\r\na\r\n"),
+            Err(SdpError::MalformedLine { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn first_rtpmap_and_fmtp_per_payload_type_win() {
+        let body = simple_offer(
+            "m=audio 5000 RTP/AVP 96",
+            &[
+                "a=rtpmap:96 PCMA/8000",
+                "a=rtpmap:96 PCMU/8000",
+                "a=fmtp:96 first",
+                "a=fmtp:96 second",
+            ],
+        );
+        let offer = parse(&body).unwrap();
+        assert_eq!(offer.media[0].rtpmaps.len(), 1);
+        assert_eq!(offer.media[0].codec(96), Some(Codec::Pcma));
+        assert_eq!(offer.media[0].fmtp(96), Some("first"));
+    }
+
+    #[test]
+    fn too_many_formats() {
+        let many: Vec<String> = (0..200).map(|n| (n % 128).to_string()).collect();
+        let line = format!("m=audio 5000 RTP/AVP {}", many.join(" "));
+        let body = sdp(&["v=0", "o=- 1 1 IN IP4 h", &line]);
+        assert!(matches!(
+            parse(&body),
+            Err(SdpError::InvalidMedia {
+                problem: MediaProblem::TooManyFormats,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn error_lists_are_capped() {
+        let formats: Vec<String> = (20..120).map(|n| n.to_string()).collect();
+        let body = simple_offer(&format!("m=audio 5000 RTP/AVP {}", formats.join(" ")), &[]);
+        let NegotiationError::NoCommonCodec { offered, .. } = negotiate_err(&body) else {
+            panic!("NoCommonCodec expected")
+        };
+        assert_eq!(offered.len(), LISTED_ITEMS + 1);
+        assert_eq!(offered.last().map(String::as_str), Some("..."));
+    }
+
+    #[test]
+    fn long_garbage_is_cut_in_messages() {
+        let body = vec![b'x'; 100_000];
+        let error = parse(&body).unwrap_err();
+        assert!(error.to_string().len() < 200, "{error}");
+    }
+
+    #[test]
+    fn truncated_lines() {
+        let cases: [(&str, MediaProblem); 7] = [
+            (
+                "m=audio 5000 RTP/AVP 0 \u{e9}",
+                MediaProblem::NotAToken("\u{e9}".into()),
+            ),
+            (
+                "m=au\u{1}dio 5000 RTP/AVP 0",
+                MediaProblem::NotAToken("au\u{1}dio".into()),
+            ),
+            ("m=audio", MediaProblem::MissingFields),
+            ("m=audio 5000", MediaProblem::MissingFields),
+            (
+                "m=audio 50x0 RTP/AVP 0",
+                MediaProblem::InvalidPort("50x0".into()),
+            ),
+            (
+                "m=audio 70000 RTP/AVP 0",
+                MediaProblem::InvalidPort("70000".into()),
+            ),
+            (
+                "m=audio 5000/ RTP/AVP 0",
+                MediaProblem::InvalidPortCount("".into()),
+            ),
+        ];
+        for (line, problem) in cases {
+            let body = sdp(&["v=0", "o=- 1 1 IN IP4 h", line]);
+            match parse(&body) {
+                Err(SdpError::InvalidMedia {
+                    line: 3,
+                    problem: got,
+                    ..
+                }) => assert_eq!(got, problem, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        let counted = parse(&sdp(&[
+            "v=0",
+            "o=- 1 1 IN IP4 h",
+            "m=audio 5000/2 RTP/AVP 0",
+        ]))
+        .unwrap();
+        assert_eq!(counted.media[0].port_count, Some(2));
+        // Truncated attributes are dropped, not fatal.
+        let body = simple_offer(
+            "m=audio 5000 RTP/AVP 0 101",
+            &[
+                "a=rtpmap:101",
+                "a=rtpmap:101 telephone-event",
+                "a=fmtp:101",
+                "a=ptime:",
+                "a=rtcp:",
+                "a=rtpmap",
+            ],
+        );
+        let offer = parse(&body).unwrap();
+        assert!(offer.media[0].rtpmaps.is_empty() && offer.media[0].fmtps.is_empty());
+        assert_eq!(offer.media[0].ptime_ms, None);
+    }
+
+    #[test]
+    fn every_prefix_of_a_real_offer_is_handled() {
+        for body in [sipp_offer(), freeswitch_offer(), asterisk_offer()] {
+            for end in 0..=body.len() {
+                if let Ok(offer) = parse(&body[..end]) {
+                    let _ = answer(&mut SdpSession::new(1), &offer, &local());
+                    let _ = accept_answer(&[Codec::Pcmu], &offer);
+                }
+            }
+        }
+    }
+
+    // --- fuzz-ish ------------------------------------------------------------
+
+    /// xorshift64*: deterministic, dependency-free randomness.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+
+        fn byte(&mut self) -> u8 {
+            const INTERESTING: &[u8] = b"=:/ \r\n\t0189-.vocma";
+            if self.next() % 2 == 0 {
+                INTERESTING[self.below(INTERESTING.len())]
+            } else {
+                self.next() as u8
+            }
+        }
+    }
+
+    /// Parse, and if that works, negotiate both ways: nothing may panic.
+    fn exercise(body: &[u8]) {
+        if let Ok(sdp) = parse(body) {
+            let _ = answer(&mut SdpSession::new(1), &sdp, &local());
+            let _ = accept_answer(&[Codec::Pcmu, Codec::Pcma], &sdp);
+            for media in &sdp.media {
+                for format in &media.formats {
+                    assert!(media.describe_format(format).starts_with(format.as_str()));
+                }
+            }
+        }
+    }
+
+    fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+        let mut body = seed.to_vec();
+        for _ in 0..=rng.below(8) {
+            let at = rng.below(body.len() + 1);
+            match rng.below(6) {
+                0 if at < body.len() => body[at] = rng.byte(),
+                1 => body.insert(at, rng.byte()),
+                2 if at < body.len() => {
+                    body.remove(at);
+                }
+                3 => body.truncate(at),
+                4 => {
+                    // Duplicate a random slice (repeats lines and fields).
+                    let from = rng.below(body.len() + 1);
+                    let to = (from + rng.below(40)).min(body.len());
+                    let piece = body[from..to].to_vec();
+                    body.splice(at..at, piece);
+                }
+                _ => {
+                    let digits = rng.next().to_string();
+                    body.splice(at..at, digits.into_bytes());
+                }
+            }
+        }
+        body
+    }
+
+    #[test]
+    fn fuzz_random_bytes_do_not_panic() {
+        let mut rng = Rng(0x5eed_0001);
+        for _ in 0..3000 {
+            let len = rng.below(300);
+            let mut body: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
+            if rng.next() % 2 == 0 {
+                body.splice(0..0, b"v=0\r\no=- 1 1 IN IP4 h\r\n".iter().copied());
+            }
+            exercise(&body);
+        }
+    }
+
+    #[test]
+    fn fuzz_mutated_offers_do_not_panic() {
+        let seeds = [
+            sipp_offer(),
+            baresip_offer(),
+            twinkle_offer(),
+            asterisk_offer(),
+            freeswitch_offer(),
+        ];
+        let mut rng = Rng(0xdead_beef_cafe);
+        let mut parsed = 0;
+        for round in 0..20_000 {
+            let body = mutate(&mut rng, &seeds[round % seeds.len()]);
+            if parse(&body).is_ok() {
+                parsed += 1;
+            }
+            exercise(&body);
+        }
+        // Most mutations leave a readable SDP, so negotiation is exercised too.
+        assert!(parsed > 1000, "only {parsed} mutated bodies parsed");
+    }
+
+    #[test]
+    fn huge_bodies_do_not_panic() {
+        let mut rng = Rng(42);
+        let garbage: Vec<u8> = (0..1 << 20).map(|_| rng.next() as u8).collect();
+        exercise(&garbage);
+        let mut sdp_garbage = b"v=0\r\no=- 1 1 IN IP4 h\r\n".to_vec();
+        sdp_garbage.extend_from_slice(&garbage);
+        exercise(&sdp_garbage);
+        // Well-formed but enormous: many attributes and m= lines.
+        let mut big = String::from("v=0\r\no=- 1 1 IN IP4 h\r\nc=IN IP4 192.0.2.9\r\n");
+        for i in 0..2000 {
+            let _ = write!(
+                big,
+                "m=video {} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=x-{i}:{}\r\n",
+                1000 + i,
+                "z".repeat(100)
+            );
+        }
+        big.push_str("m=audio 5000 RTP/AVP 8\r\n");
+        let offer = parse(big.as_bytes()).unwrap();
+        let (media, text) = answer(&mut SdpSession::new(1), &offer, &local()).unwrap();
+        assert_eq!(media.remote_rtp, v4(192, 0, 2, 9, 5000));
+        assert_eq!(parse(text.as_bytes()).unwrap().media.len(), 2001);
+        // Worst case for the lookups: many audio lines, each with 128
+        // dynamic formats and 128 rtpmaps, none of them usable.
+        let mut worst = String::from("v=0\r\no=- 1 1 IN IP4 h\r\nc=IN IP4 192.0.2.9\r\n");
+        let formats: Vec<String> = (0..128).map(|pt| pt.to_string()).collect();
+        while worst.len() < 1 << 20 {
+            let _ = write!(worst, "m=audio 5000 RTP/AVP {}\r\n", formats.join(" "));
+            for pt in 0..128 {
+                let _ = write!(worst, "a=rtpmap:{pt} X/8000\r\n");
+            }
+        }
+        let offer = parse(worst.as_bytes()).unwrap();
+        assert!(matches!(
+            answer(&mut SdpSession::new(1), &offer, &local()),
+            Err(NegotiationError::NoCommonCodec { .. })
+        ));
+    }
+}
