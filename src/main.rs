@@ -1,1 +1,182 @@
-fn main() {}
+//! The `pinbridge` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rand::RngExt;
+
+use pinbridge::config::{parse_port_range, Config, LogFormat};
+use pinbridge::ivr::prompts::PromptSet;
+
+#[derive(Parser)]
+#[command(name = "pinbridge", version, about = "A self-hosted SIP/RTP conference line gated by PIN or one-time passcode")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default, on the embedded configuration).
+    Run(RunArgs),
+    /// Validate a configuration file and exit (0 when valid).
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    /// Configuration file (TOML); without it the embedded default is used.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// SIP listen address for UDP and TCP, overriding the file.
+    #[arg(long, value_name = "ADDR:PORT")]
+    sip: Option<SocketAddr>,
+    /// RTP port range, overriding the file.
+    #[arg(long, value_name = "LO-HI")]
+    rtp_ports: Option<String>,
+    /// Log format, overriding the file.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => run(RunArgs::default()),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::CheckConfig { file }) => match Config::load(&file) {
+            Ok(c) => match PromptSet::load(&c.prompt_files) {
+                Ok(_) => {
+                    println!("{}: OK", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: prompts: {e}", file.display());
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn load_config(args: &RunArgs) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::embedded_default(),
+    };
+    if let Some(sip) = args.sip {
+        config.sip.listen = sip;
+    }
+    if let Some(r) = &args.rtp_ports {
+        config.rtp.ports = parse_port_range(r).map_err(|e| format!("--rtp-ports: {e}"))?;
+    }
+    match args.log_format {
+        Some(LogFormatArg::Text) => config.log.format = LogFormat::Text,
+        Some(LogFormatArg::Json) => config.log.format = LogFormat::Json,
+        None => {}
+    }
+    apply_conference_pin(&mut config);
+    Ok(config)
+}
+
+/// CONFERENCE_PIN sets the PIN of every conference that has none in the
+/// file; without it a random 6-digit PIN is generated and printed (to
+/// stdout, once; PINs never go to the log).
+fn apply_conference_pin(config: &mut Config) {
+    let env_pin = std::env::var("CONFERENCE_PIN").ok().filter(|p| !p.is_empty());
+    for conf in config.conferences.iter_mut().filter(|c| c.pin.is_none()) {
+        match &env_pin {
+            Some(pin) => conf.pin = Some(pin.clone()),
+            None => {
+                let pin = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+                println!("Conference \"{}\": PIN {pin} (set CONFERENCE_PIN to choose your own)", conf.name);
+                conf.pin = Some(pin);
+            }
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(pin) = std::env::var_os("CONFERENCE_PIN") {
+        if !pin.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            eprintln!("CONFERENCE_PIN must be digits only");
+            return ExitCode::FAILURE;
+        }
+    }
+    init_logging(&config);
+    let prompts = match PromptSet::load(&config.prompt_files) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}: prompts: {e}", config.source);
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match pinbridge::server::start(config, prompts).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind the SIP sockets");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        server.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
