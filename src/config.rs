@@ -56,6 +56,8 @@ pub struct SipSettings {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// Ring (180) this long before answering; zero answers at once.
+    pub answer_delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +120,7 @@ struct RawSip {
     t1_ms: i64,
     t2_ms: i64,
     t4_ms: i64,
+    answer_delay_ms: i64,
 }
 
 impl Default for RawSip {
@@ -131,6 +134,7 @@ impl Default for RawSip {
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
+            answer_delay_ms: 0,
         }
     }
 }
@@ -351,6 +355,12 @@ impl Config {
         let t1 = positive(s.t1_ms, "t1_ms", "sip", 60_000)? as u64;
         let t2 = positive(s.t2_ms, "t2_ms", "sip", 600_000)? as u64;
         let t4 = positive(s.t4_ms, "t4_ms", "sip", 600_000)? as u64;
+        if !(0..=60_000).contains(&s.answer_delay_ms) {
+            return Err(err(
+                &[Seg::Key("sip"), Seg::Key("answer_delay_ms")],
+                "must be between 0 and 60000".into(),
+            ));
+        }
         if t2 < t1 {
             return Err(err(
                 &[Seg::Key("sip"), Seg::Key("t2_ms")],
@@ -479,6 +489,7 @@ impl Config {
                 t1: Duration::from_millis(t1),
                 t2: Duration::from_millis(t2),
                 t4: Duration::from_millis(t4),
+                answer_delay: Duration::from_millis(s.answer_delay_ms as u64),
             },
             rtp: RtpSettings {
                 ports,

@@ -11,7 +11,11 @@ use pinbridge::config::{parse_port_range, Config, LogFormat};
 use pinbridge::ivr::prompts::PromptSet;
 
 #[derive(Parser)]
-#[command(name = "pinbridge", version, about = "A self-hosted SIP/RTP conference line gated by PIN or one-time passcode")]
+#[command(
+    name = "pinbridge",
+    version,
+    about = "A self-hosted SIP/RTP conference line gated by PIN or one-time passcode"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -98,13 +102,18 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
 /// file; without it a random 6-digit PIN is generated and printed (to
 /// stdout, once; PINs never go to the log).
 fn apply_conference_pin(config: &mut Config) {
-    let env_pin = std::env::var("CONFERENCE_PIN").ok().filter(|p| !p.is_empty());
+    let env_pin = std::env::var("CONFERENCE_PIN")
+        .ok()
+        .filter(|p| !p.is_empty());
     for conf in config.conferences.iter_mut().filter(|c| c.pin.is_none()) {
         match &env_pin {
             Some(pin) => conf.pin = Some(pin.clone()),
             None => {
                 let pin = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
-                println!("Conference \"{}\": PIN {pin} (set CONFERENCE_PIN to choose your own)", conf.name);
+                println!(
+                    "Conference \"{}\": PIN {pin} (set CONFERENCE_PIN to choose your own)",
+                    conf.name
+                );
                 conf.pin = Some(pin);
             }
         }
@@ -115,7 +124,9 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -144,7 +155,10 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -168,7 +182,10 @@ fn run(args: RunArgs) -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}

@@ -66,11 +66,18 @@ impl Media {
     }
 
     fn apply(&mut self, neg: NegotiatedMedia, now: Instant) {
-        let ptime_changed = self.negotiated.as_ref().is_none_or(|n| n.ptime_ms != neg.ptime_ms);
-        let remote_changed = self.negotiated.as_ref().is_none_or(|n| n.remote_rtp != neg.remote_rtp);
+        let ptime_changed = self
+            .negotiated
+            .as_ref()
+            .is_none_or(|n| n.ptime_ms != neg.ptime_ms);
+        let remote_changed = self
+            .negotiated
+            .as_ref()
+            .is_none_or(|n| n.remote_rtp != neg.remote_rtp);
         self.sender.set_payload_type(neg.codec_pt);
         if ptime_changed {
-            self.clock.restart(now, Duration::from_millis(u64::from(neg.ptime_ms)));
+            self.clock
+                .restart(now, Duration::from_millis(u64::from(neg.ptime_ms)));
         }
         if remote_changed {
             // Media follows the new address; latch again on what arrives.
@@ -82,11 +89,18 @@ impl Media {
     }
 
     fn codec(&self) -> Codec {
-        self.negotiated.as_ref().map(|n| n.codec).unwrap_or(Codec::Pcmu)
+        self.negotiated
+            .as_ref()
+            .map(|n| n.codec)
+            .unwrap_or(Codec::Pcmu)
     }
 
     fn frame_samples(&self) -> usize {
-        self.negotiated.as_ref().map(|n| n.ptime_ms as usize * 8).unwrap_or(160).min(480)
+        self.negotiated
+            .as_ref()
+            .map(|n| n.ptime_ms as usize * 8)
+            .unwrap_or(160)
+            .min(480)
     }
 
     fn destination(&self) -> Option<SocketAddr> {
@@ -99,7 +113,9 @@ impl Media {
 
     /// Does the peer send us media (so silence means it is gone)?
     fn expects_rtp(&self) -> bool {
-        self.negotiated.as_ref().is_some_and(|n| n.local_direction.receives())
+        self.negotiated
+            .as_ref()
+            .is_some_and(|n| n.local_direction.receives())
     }
 
     /// Sends the packets that are due, taking audio from the player.
@@ -123,8 +139,14 @@ impl Media {
                 self.marker_pending = true;
                 continue;
             };
-            let marker = std::mem::take(&mut self.marker_pending) || frame == Frame::Audio { first: true };
-            let Some(len) = self.sender.write_packet(&self.payload[..samples], samples as u32, marker, &mut self.packet) else {
+            let marker =
+                std::mem::take(&mut self.marker_pending) || frame == Frame::Audio { first: true };
+            let Some(len) = self.sender.write_packet(
+                &self.payload[..samples],
+                samples as u32,
+                marker,
+                &mut self.packet,
+            ) else {
                 continue;
             };
             if let Err(e) = self.socket.send_to(&self.packet[..len], dest).await {
@@ -137,13 +159,19 @@ impl Media {
     /// inactivity timer and latches the return address.
     fn on_datagram(&mut self, len: usize, from: SocketAddr, buf: &[u8], now: Instant) {
         let Some(n) = &self.negotiated else { return };
-        let Ok(rtp) = RtpReader::new(&buf[..len]) else { return };
+        let Ok(rtp) = RtpReader::new(&buf[..len]) else {
+            return;
+        };
         let pt = rtp.payload_type();
         // RTCP multiplexed on the RTP port has "payload types" 72–76.
         if (72..=76).contains(&pt) {
             return;
         }
-        if pt != n.codec_pt && Some(pt) != n.telephone_event_pt && pt != Codec::Pcmu.payload_type() && pt != Codec::Pcma.payload_type() {
+        if pt != n.codec_pt
+            && Some(pt) != n.telephone_event_pt
+            && pt != Codec::Pcmu.payload_type()
+            && pt != Codec::Pcma.payload_type()
+        {
             return;
         }
         self.last_rx = now;
@@ -157,14 +185,26 @@ impl Media {
 }
 
 /// Runs one call from INVITE to hang-up.
-pub async fn run(env: Arc<CallEnv>, call: CallHandle, info: Box<IncomingCall>, mut events: mpsc::Receiver<CallEvent>, cmd: mpsc::Sender<CallCommand>) {
+pub async fn run(
+    env: Arc<CallEnv>,
+    call: CallHandle,
+    info: Box<IncomingCall>,
+    mut events: mpsc::Receiver<CallEvent>,
+    cmd: mpsc::Sender<CallCommand>,
+) {
     let started = Instant::now();
     let call_id = info.call_id.clone();
     let socket = match env.ports.bind(env.rtp_ip).and_then(UdpSocket::from_std) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%call_id, error = %e, "no RTP port for the call");
-            let _ = cmd.send(CallCommand::Reject { call, status: 503, reason: "No RTP Port Available" }).await;
+            let _ = cmd
+                .send(CallCommand::Reject {
+                    call,
+                    status: 503,
+                    reason: "No RTP Port Available",
+                })
+                .await;
             return;
         }
     };
@@ -187,7 +227,13 @@ pub async fn run(env: Arc<CallEnv>, call: CallHandle, info: Box<IncomingCall>, m
                 Ok(o) => o,
                 Err(e) => {
                     tracing::info!(%call_id, error = %e, "rejecting call: malformed SDP offer");
-                    let _ = cmd.send(CallCommand::Reject { call, status: 400, reason: "Malformed SDP Body" }).await;
+                    let _ = cmd
+                        .send(CallCommand::Reject {
+                            call,
+                            status: 400,
+                            reason: "Malformed SDP Body",
+                        })
+                        .await;
                     return;
                 }
             };
@@ -198,7 +244,13 @@ pub async fn run(env: Arc<CallEnv>, call: CallHandle, info: Box<IncomingCall>, m
                 }
                 Err(e) => {
                     tracing::info!(%call_id, error = %e, "rejecting call: no acceptable media");
-                    let _ = cmd.send(CallCommand::Reject { call, status: 488, reason: "Not Acceptable Here" }).await;
+                    let _ = cmd
+                        .send(CallCommand::Reject {
+                            call,
+                            status: 488,
+                            reason: "Not Acceptable Here",
+                        })
+                        .await;
                     return;
                 }
             }
@@ -206,7 +258,33 @@ pub async fn run(env: Arc<CallEnv>, call: CallHandle, info: Box<IncomingCall>, m
         // Late offer: we offer in the 200, the answer comes in the ACK.
         None => sdp::offer(&mut session, &local, Direction::SendRecv),
     };
-    if cmd.send(CallCommand::Answer { call, sdp: Bytes::from(body) }).await.is_err() {
+    let delay = env.config.sip.answer_delay;
+    if !delay.is_zero() {
+        // Ringback first, like a PBX that answers after a few rings.
+        let _ = cmd.send(CallCommand::Ring { call }).await;
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(CallEvent::Ended { reason }) => {
+                        tracing::info!(%call_id, ?reason, "call ended before it was answered");
+                        return;
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+    }
+    if cmd
+        .send(CallCommand::Answer {
+            call,
+            sdp: Bytes::from(body),
+        })
+        .await
+        .is_err()
+    {
         return;
     }
 
@@ -248,7 +326,12 @@ pub async fn run(env: Arc<CallEnv>, call: CallHandle, info: Box<IncomingCall>, m
     }
 
     let now = Instant::now();
-    media.clock.restart(now, Duration::from_millis(u64::from(media.negotiated.as_ref().map(|n| n.ptime_ms).unwrap_or(20))));
+    media.clock.restart(
+        now,
+        Duration::from_millis(u64::from(
+            media.negotiated.as_ref().map(|n| n.ptime_ms).unwrap_or(20),
+        )),
+    );
     media.last_rx = now;
     let mut player = PromptPlayer::new();
     let mut ivr = Ivr::new();
@@ -260,7 +343,11 @@ pub async fn run(env: Arc<CallEnv>, call: CallHandle, info: Box<IncomingCall>, m
         // Act on what the IVR decided.
         while let Some(out) = ivr.poll_output() {
             match out {
-                Output::Play(ids) => player.play(ids.into_iter().map(|id| env.prompts.get(id).clone()).collect()),
+                Output::Play(ids) => player.play(
+                    ids.into_iter()
+                        .map(|id| env.prompts.get(id).clone())
+                        .collect(),
+                ),
                 Output::StopPlayback => player.stop(),
                 Output::Hangup => {
                     tracing::info!(%call_id, secs = started.elapsed().as_secs_f32(), "hanging up: call flow finished");
@@ -273,7 +360,9 @@ pub async fn run(env: Arc<CallEnv>, call: CallHandle, info: Box<IncomingCall>, m
         if let Some(t) = ivr.poll_timeout() {
             wake = wake.min(t);
         }
-        let inactivity_deadline = inactivity.filter(|_| media.expects_rtp()).map(|d| media.last_rx + d);
+        let inactivity_deadline = inactivity
+            .filter(|_| media.expects_rtp())
+            .map(|d| media.last_rx + d);
         if let Some(t) = inactivity_deadline {
             wake = wake.min(t);
         }

@@ -58,11 +58,21 @@ impl ServerHandle {
 
 /// Binds UDP and TCP on the same port. With port 0, the port UDP gets is
 /// tried for TCP too (and again with a new port if TCP finds it taken).
-fn bind_sockets(config: &Config) -> io::Result<(Option<tokio::net::UdpSocket>, Option<tokio::net::TcpListener>, SocketAddr)> {
+fn bind_sockets(
+    config: &Config,
+) -> io::Result<(
+    Option<tokio::net::UdpSocket>,
+    Option<tokio::net::TcpListener>,
+    SocketAddr,
+)> {
     let want = config.sip.listen;
     let mut last_err = None;
     for _ in 0..20 {
-        let udp = if config.sip.udp { Some(transport::bind_udp(want)?) } else { None };
+        let udp = if config.sip.udp {
+            Some(transport::bind_udp(want)?)
+        } else {
+            None
+        };
         let addr = match &udp {
             Some(u) => u.local_addr()?,
             None => want,
@@ -75,7 +85,9 @@ fn bind_sockets(config: &Config) -> io::Result<(Option<tokio::net::UdpSocket>, O
                 let addr = t.local_addr()?;
                 return Ok((udp, Some(t), addr));
             }
-            Err(e) if want.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => last_err = Some(e),
+            Err(e) if want.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => {
+                last_err = Some(e)
+            }
             Err(e) => return Err(e),
         }
     }
@@ -96,7 +108,11 @@ pub async fn start(config: Config, prompts: PromptSet) -> io::Result<ServerHandl
         side_tasks.push(tokio::spawn(transport::run_udp(u.clone(), net_tx.clone())));
     }
     if let Some(t) = tcp {
-        side_tasks.push(tokio::spawn(transport::run_tcp_listener(t, conn_ids.clone(), net_tx.clone())));
+        side_tasks.push(tokio::spawn(transport::run_tcp_listener(
+            t,
+            conn_ids.clone(),
+            net_tx.clone(),
+        )));
     }
 
     let ua_cfg = UaConfig {

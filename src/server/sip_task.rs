@@ -21,6 +21,9 @@ use crate::sip::ua::{CallHandle, EndReason, Event, RequestId, UserAgent};
 /// What a call task asks of the SIP layer.
 #[derive(Debug)]
 pub enum CallCommand {
+    Ring {
+        call: CallHandle,
+    },
     Answer {
         call: CallHandle,
         sdp: Bytes,
@@ -45,11 +48,25 @@ pub enum CallCommand {
 /// What the SIP layer tells a call task.
 #[derive(Debug)]
 pub enum CallEvent {
-    Confirmed { ack_body: Option<Bytes> },
-    Reoffer { request: RequestId, method: Method, offer: Option<Bytes> },
-    ReofferAck { body: Option<Bytes> },
-    Info { request: RequestId, content_type: String, body: Bytes },
-    Ended { reason: EndReason },
+    Confirmed {
+        ack_body: Option<Bytes>,
+    },
+    Reoffer {
+        request: RequestId,
+        method: Method,
+        offer: Option<Bytes>,
+    },
+    ReofferAck {
+        body: Option<Bytes>,
+    },
+    Info {
+        request: RequestId,
+        content_type: String,
+        body: Bytes,
+    },
+    Ended {
+        reason: EndReason,
+    },
 }
 
 pub struct SipTask {
@@ -132,8 +149,13 @@ impl SipTask {
     fn apply(&mut self, cmd: CallCommand, st: &mut State) {
         let now = Instant::now();
         let result = match cmd {
+            CallCommand::Ring { call } => self.ua.ring(call),
             CallCommand::Answer { call, sdp } => self.ua.answer(now, call, sdp),
-            CallCommand::Reject { call, status, reason } => {
+            CallCommand::Reject {
+                call,
+                status,
+                reason,
+            } => {
                 st.calls.remove(&call);
                 self.ua.reject(now, call, status, reason)
             }
@@ -142,7 +164,13 @@ impl SipTask {
                 self.ua.hangup(now, call);
                 Ok(())
             }
-            CallCommand::Respond { call, request, status, reason, sdp } => self.ua.respond(now, call, request, status, reason, sdp),
+            CallCommand::Respond {
+                call,
+                request,
+                status,
+                reason,
+                sdp,
+            } => self.ua.respond(now, call, request, status, reason, sdp),
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "call command had no effect");
@@ -170,7 +198,12 @@ impl SipTask {
                 };
                 self.ua.handle_input(now, flow, &data);
             }
-            NetInput::Tcp { conn, from, local, parsed } => {
+            NetInput::Tcp {
+                conn,
+                from,
+                local,
+                parsed,
+            } => {
                 let local = match self.public_address {
                     Some(ip) => SocketAddr::new(ip, local.port()),
                     None => local,
@@ -224,7 +257,12 @@ impl SipTask {
                     }
                     None => {
                         let conn = self.conn_ids.next();
-                        tokio::spawn(connect_and_send(t.flow.remote, conn, t.payload, self.net_tx.clone()));
+                        tokio::spawn(connect_and_send(
+                            t.flow.remote,
+                            conn,
+                            t.payload,
+                            self.net_tx.clone(),
+                        ));
                     }
                 }
             }
@@ -243,13 +281,43 @@ impl SipTask {
                     peer = %info.flow.remote,
                     "incoming call"
                 );
-                tokio::spawn(call::run(self.env.clone(), call, info, rx, self.cmd_tx.clone()));
+                tokio::spawn(call::run(
+                    self.env.clone(),
+                    call,
+                    info,
+                    rx,
+                    self.cmd_tx.clone(),
+                ));
                 return;
             }
             Event::Confirmed { call, ack_body } => (call, CallEvent::Confirmed { ack_body }),
-            Event::Reoffer { call, request, method, offer } => (call, CallEvent::Reoffer { request, method, offer }),
+            Event::Reoffer {
+                call,
+                request,
+                method,
+                offer,
+            } => (
+                call,
+                CallEvent::Reoffer {
+                    request,
+                    method,
+                    offer,
+                },
+            ),
             Event::ReofferAck { call, body } => (call, CallEvent::ReofferAck { body }),
-            Event::Info { call, request, content_type, body } => (call, CallEvent::Info { request, content_type, body }),
+            Event::Info {
+                call,
+                request,
+                content_type,
+                body,
+            } => (
+                call,
+                CallEvent::Info {
+                    request,
+                    content_type,
+                    body,
+                },
+            ),
             Event::Ended { call, reason } => {
                 if let Some(tx) = st.calls.remove(&call) {
                     let _ = tx.try_send(CallEvent::Ended { reason });
@@ -257,7 +325,10 @@ impl SipTask {
                 return;
             }
         };
-        let delivered = st.calls.get(&call).is_some_and(|tx| tx.try_send(ev).is_ok());
+        let delivered = st
+            .calls
+            .get(&call)
+            .is_some_and(|tx| tx.try_send(ev).is_ok());
         if !delivered {
             // The call task is gone (or hopelessly behind): end the call.
             st.calls.remove(&call);

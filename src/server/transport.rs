@@ -76,7 +76,12 @@ pub async fn run_udp(socket: Arc<UdpSocket>, tx: mpsc::Sender<NetInput>) {
                 }
             }
             // ICMP errors surface as recv errors on some systems; keep going.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::ConnectionReset => continue,
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    || e.kind() == io::ErrorKind::ConnectionReset =>
+            {
+                continue
+            }
             Err(e) => {
                 tracing::error!(error = %e, "SIP UDP socket failed");
                 return;
@@ -95,7 +100,11 @@ impl ConnectionIds {
     }
 }
 
-pub async fn run_tcp_listener(listener: TcpListener, ids: Arc<ConnectionIds>, tx: mpsc::Sender<NetInput>) {
+pub async fn run_tcp_listener(
+    listener: TcpListener,
+    ids: Arc<ConnectionIds>,
+    tx: mpsc::Sender<NetInput>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -116,7 +125,12 @@ pub async fn run_tcp_listener(listener: TcpListener, ids: Arc<ConnectionIds>, tx
 
 /// Opens a connection for a message whose connection has closed (e.g. our
 /// BYE after the caller dropped its TCP connection) and sends it.
-pub async fn connect_and_send(remote: SocketAddr, conn: ConnectionId, payload: Bytes, tx: mpsc::Sender<NetInput>) {
+pub async fn connect_and_send(
+    remote: SocketAddr,
+    conn: ConnectionId,
+    payload: Bytes,
+    tx: mpsc::Sender<NetInput>,
+) {
     match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await {
         Ok(Ok(stream)) => run_tcp_connection(stream, conn, tx, Some(payload)).await,
         Ok(Err(e)) => tracing::debug!(peer = %remote, error = %e, "TCP connect failed"),
@@ -127,14 +141,23 @@ pub async fn connect_and_send(remote: SocketAddr, conn: ConnectionId, payload: B
 /// One TCP connection: frames incoming messages by Content-Length and
 /// writes what the SIP task queues for it. Idle connections close after 5
 /// minutes (keep-alive CRLFs count as activity).
-pub async fn run_tcp_connection(stream: TcpStream, conn: ConnectionId, tx: mpsc::Sender<NetInput>, first: Option<Bytes>) {
+pub async fn run_tcp_connection(
+    stream: TcpStream,
+    conn: ConnectionId,
+    tx: mpsc::Sender<NetInput>,
+    first: Option<Bytes>,
+) {
     let (Ok(from), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(64);
-    if tx.send(NetInput::TcpOpened { conn, writer: wtx }).await.is_err() {
+    if tx
+        .send(NetInput::TcpOpened { conn, writer: wtx })
+        .await
+        .is_err()
+    {
         return;
     }
     let writer = tokio::spawn(async move {
@@ -171,7 +194,16 @@ pub async fn run_tcp_connection(stream: TcpStream, conn: ConnectionId, tx: mpsc:
                     }
                 }
             };
-            if tx.send(NetInput::Tcp { conn, from, local, parsed }).await.is_err() {
+            if tx
+                .send(NetInput::Tcp {
+                    conn,
+                    from,
+                    local,
+                    parsed,
+                })
+                .await
+                .is_err()
+            {
                 fatal = true;
                 break;
             }
@@ -202,7 +234,13 @@ impl LocalAddressCache {
         if let Some(ip) = self.cache.get(&remote) {
             return Some(*ip);
         }
-        let bind: SocketAddr = if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+        let bind: SocketAddr = if remote.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .ok()?;
         let probe = std::net::UdpSocket::bind(bind).ok()?;
         probe.connect(SocketAddr::new(remote, 9)).ok()?;
         let local = probe.local_addr().ok()?.ip();

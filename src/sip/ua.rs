@@ -1933,6 +1933,32 @@ impl UserAgent {
         Ok(())
     }
 
+    /// Sends 180 Ringing for a new call (operators who answer after a
+    /// delay let callers hear ringback meanwhile).
+    pub fn ring(&mut self, call: CallHandle) -> Result<(), UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::UnknownCall)?;
+        if c.phase != Phase::Offered {
+            return Err(UaError::WrongState);
+        }
+        let key = c.invite_key.clone().ok_or(UaError::WrongState)?;
+        let contact = c.dialog.local_contact.clone();
+        let Some(itx) = self.invite_txs.get(&key) else {
+            return Err(UaError::WrongState);
+        };
+        let mut r = self.build_response(&itx.base, 180, "Ringing");
+        for rr in &itx.base.record_route {
+            r.headers.push("Record-Route", rr.clone());
+        }
+        r.headers.push("Contact", contact);
+        let bytes = r.to_bytes();
+        let dest = itx.dest;
+        if let Some(itx) = self.invite_txs.get_mut(&key) {
+            itx.tx.provisional(bytes.clone());
+        }
+        self.send(dest, bytes);
+        Ok(())
+    }
+
     /// Rejects a new call with a final error response (e.g. 488, 403, 486).
     pub fn reject(
         &mut self,

@@ -291,6 +291,23 @@ Content-Length: 0
 }
 
 #[test]
+fn ringing_is_resent_on_invite_retransmission_and_cancel_still_works() {
+    let mut h = Harness::new(Transport::Udp);
+    h.input(&invite("z9hG4bK-1", ""));
+    let c = h.incoming()[0];
+    h.ua.ring(c).unwrap();
+    h.drain();
+    h.input(&invite("z9hG4bK-1", ""));
+    assert_eq!(h.statuses(), vec![100, 180, 180]);
+    assert!(h.responses()[1]
+        .headers
+        .get("To")
+        .unwrap()
+        .contains(";tag="));
+    assert!(h.responses()[1].headers.get("Contact").is_some());
+}
+
+#[test]
 fn cancel_without_invite_is_481() {
     let mut h = Harness::new(Transport::Udp);
     let cancel = in_dialog("CANCEL", 1, "x", "z9hG4bK-nope", "").replace(";tag=x", "");

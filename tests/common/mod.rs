@@ -8,6 +8,7 @@ pub mod g711;
 pub mod peers;
 pub mod rtp;
 pub mod sdp;
+pub mod server;
 pub mod sipmsg;
 pub mod ua;
 

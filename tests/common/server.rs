@@ -1,0 +1,79 @@
+//! Starts pinbridge in-process for a test: SIP on an ephemeral loopback
+//! port, RTP in a range shared by all tests (the allocator skips ports in
+//! use), everything else from the embedded default unless the test changes
+//! it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use pinbridge::config::Config;
+use pinbridge::ivr::prompts::{PromptId, PromptSet};
+use pinbridge::server::{self, ServerHandle};
+
+pub struct TestServer {
+    pub sip: SocketAddr,
+    handle: Option<ServerHandle>,
+}
+
+/// The test configuration before a test's own changes.
+pub fn test_config() -> Config {
+    let mut c = Config::embedded_default();
+    c.sip.listen = "127.0.0.1:0".parse().expect("address");
+    c.rtp.ports = (20000, 29999);
+    for conf in &mut c.conferences {
+        conf.pin = Some("1234".into());
+    }
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> TestServer {
+        super::init_tracing();
+        let mut config = test_config();
+        change(&mut config);
+        let prompts = PromptSet::load(&config.prompt_files).expect("prompts load");
+        let handle = server::start(config, prompts).await.expect("server starts");
+        TestServer {
+            sip: handle.sip_addr,
+            handle: Some(handle),
+        }
+    }
+
+    /// Graceful shutdown (BYE to every call) and wait for it.
+    pub async fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop().await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handle {
+            h.shutdown();
+        }
+    }
+}
+
+/// A shipped prompt's path in the repository (what tests compare audio to).
+pub fn prompt_path(id: PromptId) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("prompts")
+        .join(format!("{}.wav", id.name()))
+}
+
+/// Reads a shipped prompt as 16-bit samples (they are 8 kHz mono).
+pub fn prompt_samples(id: PromptId) -> Vec<i16> {
+    let mut r = hound::WavReader::open(prompt_path(id)).expect("prompt wav");
+    let spec = r.spec();
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (8000, 1, 16),
+        "shipped prompts are 8 kHz mono 16-bit"
+    );
+    r.samples::<i16>().map(|s| s.expect("sample")).collect()
+}
