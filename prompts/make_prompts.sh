@@ -9,9 +9,9 @@
 #
 # Optional overrides (environment):
 #   PROMPTS_OUT    output folder          (default: the folder of this script)
-#   PROMPTS_VOICE  espeak-ng voice        (default: en-us+m3)
+#   PROMPTS_VOICE  espeak-ng voice        (default: en-us+klatt5)
 #   PROMPTS_SPEED  words per minute       (default: 155)
-#   PROMPTS_PITCH  espeak pitch, 0..99    (default: 45)
+#   PROMPTS_PITCH  espeak pitch, 0..99    (default: 40)
 #   PROMPTS_ONLY   "speech", "tones" or "music" to make one group only
 set -eu
 
@@ -20,9 +20,9 @@ export LC_ALL
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${PROMPTS_OUT:-$here}
-voice=${PROMPTS_VOICE:-en-us+m3}
+voice=${PROMPTS_VOICE:-en-us+klatt5}
 speed=${PROMPTS_SPEED:-155}
-pitch=${PROMPTS_PITCH:-45}
+pitch=${PROMPTS_PITCH:-40}
 only=${PROMPTS_ONLY:-all}
 
 # ---------------------------------------------------------------- tools ---
@@ -46,7 +46,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/pinbridge-prompts.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT HUP INT TERM
 
 # -R: fixed random seed (sox's dither), so reruns give identical bytes.
-SOX="sox -R -V1"
+SOX="sox -R -V2"
 # The one output format for every file.
 FMT="-t wav -e signed-integer -b 16 -c 1 -r 8000"
 
@@ -138,8 +138,8 @@ make_tones() {
 # a soft pad of sines with a few harmonics plus a bell-like arpeggio, one
 # chord per bar of 4 beats at 64 bpm: 8 bars = exactly 30 s.
 #
-# DTMF safety: no component at or above 1100 Hz is ever synthesised (and a
-# steep low-pass at 1100 Hz removes what fades spread), so nothing can
+# DTMF safety: no component at or above 1000 Hz is ever synthesised (and a
+# steep low-pass at 1000 Hz removes what fades spread), so nothing can
 # reach the DTMF high group (1209..1633 Hz): no dual tone is possible.
 #
 # Loop: the timeline is rendered with XF seconds of spill on both sides;
@@ -149,7 +149,7 @@ BEAT=0.9375
 BAR=3.75
 LEN=30
 XF=0.5
-FMAX=1100
+FMAX=1000
 
 hz() { # semitones from A4 -> Hz
     awk -v n="$1" 'BEGIN { printf "%.4f", 440 * exp(n * log(2) / 12) }'
@@ -202,7 +202,7 @@ EOF
         start=$(awk -v b="$bar" -v L="$BAR" 'BEGIN { printf "%.4f", b * L }')
         pdur=$(awk -v L="$BAR" -v x="$XF" 'BEGIN { printf "%.4f", L + 2 * x }')
         for n in $p1 $p2 $p3 $p4; do
-            note_file "$tmp/pad_$n.wav" "$pdur" h 0.9 0.9 "$n" 1 0.35 0.12 0.05
+            note_file "$tmp/pad_$n.wav" "$pdur" h 0.9 0.9 "$n" 0.6 0.2 0.07 0.03
         done
         $SOX -m "$tmp/pad_$p1.wav" "$tmp/pad_$p2.wav" "$tmp/pad_$p3.wav" "$tmp/pad_$p4.wav" \
             "$tmp/chord.wav"
@@ -212,7 +212,7 @@ EOF
         for n in $a1 $a2 $a3 $a4; do
             at=$(awk -v s="$start" -v x="$XF" -v b="$beat" -v B="$BEAT" \
                 'BEGIN { printf "%.4f", s + x + b * B }')
-            note_file "$tmp/arp.wav" 1.4 l 0.008 1.39 "$n" 1 0.25 0.06
+            note_file "$tmp/arp.wav" 1.4 l 0.008 1.39 "$n" 0.7 0.18 0.05
             $SOX "$tmp/arp.wav" "$tmp/arp_v.wav" vol 0.45
             place "$tmp/arp_v.wav" "$at"
             beat=$((beat + 1))
@@ -223,7 +223,7 @@ EOF
     total=$(awk -v L="$LEN" -v x="$XF" 'BEGIN { printf "%.4f", L + 2 * x }')
     i=1 list=""
     while [ $i -le $nplaced ]; do
-        list="$list -v 1 $tmp/placed_$i.wav"
+        list="$list -v 0.5 $tmp/placed_$i.wav"
         i=$((i + 1))
     done
     # shellcheck disable=SC2086
