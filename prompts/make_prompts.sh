@@ -13,6 +13,9 @@
 #   PROMPTS_SPEED  words per minute       (default: 155)
 #   PROMPTS_PITCH  espeak pitch, 0..99    (default: 40)
 #   PROMPTS_ONLY   "speech", "tones" or "music" to make one group only
+#
+# $SOX and $FMT are deliberately unquoted (they hold several words).
+# shellcheck disable=SC2086
 set -eu
 
 LC_ALL=C
@@ -37,7 +40,8 @@ if [ -n "$missing" ]; then
 fi
 if ! espeak-ng -v "$voice" -q "test" >/dev/null 2>&1; then
     echo "make_prompts.sh: espeak-ng cannot load voice '$voice';" >&2
-    echo "    apt-get install -y espeak-ng-data   (or set PROMPTS_VOICE)" >&2
+    echo "    apt-get install -y espeak-ng-data   (or set PROMPTS_VOICE to one" >&2
+    echo "    listed by: espeak-ng --voices=en; mb-* voices also need mbrola)" >&2
     exit 1
 fi
 
@@ -52,15 +56,16 @@ FMT="-t wav -e signed-integer -b 16 -c 1 -r 8000"
 
 # ---------------------------------------------------------- speech ---
 # render NAME TEXT LEAD_TRAIL_SECONDS
-#   espeak-ng renders at its native 22050 Hz; sox removes DC/rumble
+#   espeak-ng renders at its native 22050 Hz (amplitude 50: the klatt
+#   voices clip at espeak's default 100); sox removes DC/rumble
 #   (highpass 100), trims leading/trailing silence, resamples with the
 #   very-high-quality band-limiting resampler, normalises to -3 dBFS peak
 #   and pads LEAD_TRAIL_SECONDS of digital silence on both ends.
 render() {
     name=$1 text=$2 pad=$3
-    espeak-ng -v "$voice" -s "$speed" -p "$pitch" -a 100 -w "$tmp/$name.raw.wav" "$text"
+    espeak-ng -v "$voice" -s "$speed" -p "$pitch" -a 50 -w "$tmp/$name.raw.wav" "$text"
     $SOX "$tmp/$name.raw.wav" $FMT "$tmp/$name.8k.wav" \
-        highpass 100 gain -n -3 \
+        gain -n -6 highpass 100 gain -n -3 \
         silence 1 0.004 -45d reverse silence 1 0.004 -45d reverse \
         rate -v 8000 gain -n -3
     $SOX "$tmp/$name.8k.wav" $FMT "$out/$name.wav" pad "$pad" "$pad"
@@ -171,7 +176,6 @@ note_file() { # FILE DURATION FADETYPE FADEIN FADEOUT SEMITONES WEIGHTS...
         fi
         k=$((k + 1))
     done
-    # shellcheck disable=SC2086
     $SOX -n -t wav -e floating-point -b 32 -c "$ch" -r 8000 "$tmp/n.wav" synth "$dur" $synth
     $SOX "$tmp/n.wav" -t wav -e floating-point -b 32 -c 1 -r 8000 "$f" \
         remix "$remix" fade "$ftype" "$fin" "$dur" "$fout"
@@ -197,7 +201,7 @@ make_music() {
 -14 -7 -4 2 | -2 2 5 -2
 EOF
     bar=0
-    while read -r p1 p2 p3 p4 sep a1 a2 a3 a4; do
+    while read -r p1 p2 p3 p4 _ a1 a2 a3 a4; do
         # pad chord: spans its bar plus XF on each side, long soft fades
         start=$(awk -v b="$bar" -v L="$BAR" 'BEGIN { printf "%.4f", b * L }')
         pdur=$(awk -v L="$BAR" -v x="$XF" 'BEGIN { printf "%.4f", L + 2 * x }')
@@ -221,13 +225,13 @@ EOF
     done < "$tmp/bars"
 
     total=$(awk -v L="$LEN" -v x="$XF" 'BEGIN { printf "%.4f", L + 2 * x }')
-    i=1 list=""
+    i=1
+    set --
     while [ $i -le $nplaced ]; do
-        list="$list -v 0.5 $tmp/placed_$i.wav"
+        set -- "$@" -v 0.5 "$tmp/placed_$i.wav"
         i=$((i + 1))
     done
-    # shellcheck disable=SC2086
-    $SOX -m $list "$tmp/line.wav" trim 0 "$total" sinc -a 90 -"$FMAX" highpass 80
+    $SOX -m "$@" "$tmp/line.wav" trim 0 "$total" sinc -a 90 -"$FMAX" highpass 80
     # wrap the spill around: mid + tail-at-start + head-at-end
     $SOX "$tmp/line.wav" "$tmp/mid.wav" trim "$XF" "$LEN"
     $SOX "$tmp/line.wav" "$tmp/head.wav" trim 0 "$XF" pad "$(awk -v L="$LEN" -v x="$XF" 'BEGIN { printf "%.4f", L - x }')" 0
