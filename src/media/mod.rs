@@ -1,5 +1,6 @@
 //! Media core: codecs, RTP state, prompts, DTMF and mixing. No I/O here.
 
+pub mod dtmf;
 pub mod g711;
 pub mod player;
 pub mod prompt;
