@@ -2093,7 +2093,8 @@ fn response_flow(flow: &Flow, top_via: &Via) -> Flow {
 }
 
 /// The top Via of a response: `received` with the source address when it
-/// differs from sent-by, and `rport` filled in (RFC 3581).
+/// differs from sent-by or the client asked for `rport`, and `rport` filled
+/// in (RFC 3261 §18.2.1, RFC 3581 §4).
 fn via_for_response(via: &Via, source: SocketAddr) -> String {
     let mut s = format!("SIP/2.0/{} {}", via.transport, via.sent_by());
     let mut has_received = false;
@@ -2112,7 +2113,8 @@ fn via_for_response(via: &Via, source: SocketAddr) -> String {
             }
         }
     }
-    if !has_received && via.host.ip() != Some(source.ip()) {
+    // RFC 3581 §4: with rport, `received` is added even when it equals sent-by.
+    if !has_received && (via.has_rport() || via.host.ip() != Some(source.ip())) {
         s.push_str(&format!(";received={}", source.ip()));
     }
     s

@@ -26,7 +26,9 @@ impl DtmfMethod {
 }
 
 /// The 16 DTMF keys in RFC 4733 event-code order (0–9, *, #, A–D).
-pub const KEYS: [char; 16] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D'];
+pub const KEYS: [char; 16] = [
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D',
+];
 
 /// RFC 4733 event code (0–15) to key.
 pub fn event_to_key(code: u8) -> Option<char> {
