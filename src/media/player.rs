@@ -39,6 +39,15 @@ impl PromptPlayer {
         self.finished = false;
     }
 
+    /// Appends prompts after whatever is playing (or starts them).
+    pub fn enqueue(&mut self, prompts: Vec<Prompt>) {
+        if !self.is_playing() {
+            self.play(prompts);
+            return;
+        }
+        self.sequence.extend(prompts);
+    }
+
     pub fn stop(&mut self) {
         self.sequence.clear();
         self.index = 0;
@@ -122,6 +131,25 @@ mod tests {
         assert!(p.take_finished());
         assert!(!p.take_finished());
         assert_eq!(p.fill(Codec::Pcmu, &mut frame), Frame::Silence);
+    }
+
+    #[test]
+    fn enqueue_appends_or_starts() {
+        let mut p = PromptPlayer::new();
+        p.enqueue(vec![prompt(100, 1)]);
+        p.enqueue(vec![prompt(100, 2)]);
+        let mut frame = [0u8; 160];
+        assert_eq!(
+            p.fill(Codec::Pcmu, &mut frame),
+            Frame::Audio { first: true }
+        );
+        assert!(frame[..100]
+            .iter()
+            .all(|&b| b == Codec::Pcmu.encode_sample(1)));
+        assert!(frame[100..]
+            .iter()
+            .all(|&b| b == Codec::Pcmu.encode_sample(2)));
+        assert!(!p.take_finished(), "40 samples of the second prompt remain");
     }
 
     #[test]

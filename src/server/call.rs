@@ -17,7 +17,7 @@ use super::rtp_ports::RtpPortAllocator;
 use super::sip_task::{CallCommand, CallEvent};
 use crate::config::Config;
 use crate::ivr::prompts::PromptSet;
-use crate::ivr::{Input, Ivr, Output};
+use crate::ivr::{Flow, Input, Ivr, Output};
 use crate::media::g711::Codec;
 use crate::media::player::{Frame, PromptPlayer};
 use crate::media::rtp::{PacketClock, RtpSender, MAX_PACKET};
@@ -334,7 +334,7 @@ pub async fn run(
     );
     media.last_rx = now;
     let mut player = PromptPlayer::new();
-    let mut ivr = Ivr::new();
+    let mut ivr = Ivr::new(Flow::Greeting);
     ivr.handle(now, Input::Answered);
     let inactivity = env.config.rtp.inactivity_timeout;
     let mut pending_late_reoffer: Option<RequestId> = None;
@@ -348,7 +348,13 @@ pub async fn run(
                         .map(|id| env.prompts.get(id).clone())
                         .collect(),
                 ),
+                Output::Enqueue(ids) => player.enqueue(
+                    ids.into_iter()
+                        .map(|id| env.prompts.get(id).clone())
+                        .collect(),
+                ),
                 Output::StopPlayback => player.stop(),
+                Output::VerifyCode(_) | Output::Join => {}
                 Output::Hangup => {
                     tracing::info!(%call_id, secs = started.elapsed().as_secs_f32(), "hanging up: call flow finished");
                     let _ = cmd.send(CallCommand::Hangup { call }).await;
