@@ -6,6 +6,7 @@
 //! `server` module is the thin tokio shell that does the I/O. See
 //! ARCHITECTURE.md for the shape.
 
+pub mod conference;
 pub mod config;
 pub mod ivr;
 pub mod media;

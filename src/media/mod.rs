@@ -2,6 +2,7 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod pcap;
 pub mod player;
 pub mod prompt;
 pub mod resample;

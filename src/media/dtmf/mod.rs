@@ -3,6 +3,7 @@
 //! and SIP INFO bodies ([`info`]). Each is a sans-I/O core: packets or
 //! samples and their time in, digits out.
 
+pub mod capture;
 pub mod inband;
 pub mod info;
 pub mod rfc4733;

@@ -1,0 +1,25 @@
+//! Conference rules as pure state: who may get in ([`guard`]) and what
+//! happens once they are in ([`room`]).
+//!
+//! - [`guard::BruteForceGuard`] counts wrong PINs per caller ID, source IP
+//!   and conference across calls, locks out callers and addresses that go
+//!   over their limits and slows the answers of a conference under attack.
+//!   Asterisk ConfBridge and FreeSWITCH mod_conference only limit the tries
+//!   within one call; redialling resets them.
+//! - [`room::Room`] keeps the members of one room and turns arrivals,
+//!   departures and menu commands into [`room::RoomAction`]s (prompts,
+//!   beeps, hold music, hang-ups): the only-person announcement, join and
+//!   leave beeps, the participant limit, waiting for a moderator and ending
+//!   with them, mute and participant count. [`room::MenuKeys`] turns `*`
+//!   + digit key presses into menu commands.
+//!
+//! Like the other cores, nothing here reads a clock, owns a socket or spawns
+//! a task: the server passes `now` in, carries out the actions, and mixes
+//! audio according to [`room::Room::may_talk`] and
+//! [`room::Room::hears_others`].
+
+pub mod guard;
+pub mod room;
+
+pub use guard::{BruteForceGuard, GuardLimits, LockReason, Verdict};
+pub use room::{JoinError, LegId, MenuAction, MenuKeys, Role, Room, RoomAction, RoomRules};
