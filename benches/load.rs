@@ -345,6 +345,12 @@ fn report_cpu(samples: &[(Instant, f64, u64)]) -> (f64, u64) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`;
+    // the load harness only runs when asked for by `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("load harness: run it with `cargo bench --bench load -- run|ramp ...`");
+        return;
+    }
     let args = parse_args();
     if Command::new("sipp")
         .arg("-v")

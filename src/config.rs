@@ -9,7 +9,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::conference::guard::GuardLimits;
+use crate::conference::pin::PinSecret;
+use crate::conference::room::RoomRules;
 use crate::ivr::prompts::PromptId;
+use crate::ivr::{CodeLength, GatherRules};
+use crate::media::dtmf::DtmfMode;
 use crate::media::g711::Codec;
 
 /// The configuration `pinbridge` runs on when given no file.
@@ -80,7 +85,31 @@ pub struct ConferenceSettings {
     pub name: String,
     /// Dialled numbers that reach this conference; "*" matches all.
     pub numbers: Vec<String>,
-    pub pin: Option<String>,
+    /// The participant PIN (None only before CONFERENCE_PIN is applied).
+    pub pin: Option<PinSecret>,
+    pub moderator_pin: Option<PinSecret>,
+    pub gather: GatherRules,
+    pub rules: RoomRules,
+    /// Talkers mixed at once.
+    pub max_talkers: usize,
+    /// Overrides the global DTMF mode.
+    pub dtmf_mode: Option<DtmfMode>,
+    /// Prompts (and hold music) replaced for this conference only.
+    pub prompt_files: BTreeMap<PromptId, PathBuf>,
+}
+
+/// A test line that reads back every key pressed.
+#[derive(Debug, Clone)]
+pub struct KeypadTestSettings {
+    pub numbers: Vec<String>,
+    pub idle_timeout: Duration,
+}
+
+/// Numbers where the PIN itself selects the conference.
+#[derive(Debug, Clone)]
+pub struct LobbySettings {
+    pub numbers: Vec<String>,
+    pub gather: GatherRules,
 }
 
 /// A validated configuration.
@@ -93,6 +122,10 @@ pub struct Config {
     pub log: LogSettings,
     /// Operator recordings replacing shipped prompts.
     pub prompt_files: BTreeMap<PromptId, PathBuf>,
+    pub dtmf_mode: DtmfMode,
+    pub security: GuardLimits,
+    pub keypad_test: Option<KeypadTestSettings>,
+    pub lobby: Option<LobbySettings>,
     pub conferences: Vec<ConferenceSettings>,
 }
 
@@ -106,7 +139,97 @@ struct RawConfig {
     rtp: RawRtp,
     log: RawLog,
     prompts: BTreeMap<String, String>,
+    dtmf: RawDtmf,
+    security: RawSecurity,
+    keypad_test: Option<RawKeypadTest>,
+    lobby: Option<RawLobby>,
     conference: Vec<RawConference>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDtmf {
+    mode: String,
+}
+
+impl Default for RawDtmf {
+    fn default() -> Self {
+        RawDtmf {
+            mode: "auto".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSecurity {
+    caller_failures: i64,
+    caller_window_secs: i64,
+    ip_failures: i64,
+    ip_window_secs: i64,
+    conference_failures: i64,
+    conference_window_secs: i64,
+    lockout_secs: i64,
+    attack_delay_ms: i64,
+    trusted_ips: Vec<String>,
+}
+
+impl Default for RawSecurity {
+    fn default() -> Self {
+        RawSecurity {
+            caller_failures: 5,
+            caller_window_secs: 900,
+            ip_failures: 10,
+            ip_window_secs: 900,
+            conference_failures: 20,
+            conference_window_secs: 60,
+            lockout_secs: 900,
+            attack_delay_ms: 3000,
+            trusted_ips: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeypadTest {
+    numbers: Vec<String>,
+    #[serde(default = "ten")]
+    idle_timeout_secs: i64,
+}
+
+fn ten() -> i64 {
+    10
+}
+
+/// How a code is gathered; shared by conferences and the lobby.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawGather {
+    #[serde(default)]
+    pin_length: i64,
+    #[serde(default = "five")]
+    first_digit_timeout_secs: i64,
+    #[serde(default = "five")]
+    inter_digit_timeout_secs: i64,
+    #[serde(default = "three")]
+    max_attempts: i64,
+}
+
+fn five() -> i64 {
+    5
+}
+
+fn three() -> i64 {
+    3
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLobby {
+    numbers: Vec<String>,
+    #[serde(flatten)]
+    gather: RawGather,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +304,36 @@ struct RawConference {
     numbers: Vec<String>,
     #[serde(default)]
     pin: Option<String>,
+    #[serde(default)]
+    pin_hash: Option<String>,
+    #[serde(default)]
+    moderator_pin: Option<String>,
+    #[serde(default)]
+    moderator_pin_hash: Option<String>,
+    #[serde(default)]
+    pin_length: i64,
+    #[serde(default = "five")]
+    first_digit_timeout_secs: i64,
+    #[serde(default = "five")]
+    inter_digit_timeout_secs: i64,
+    #[serde(default = "three")]
+    max_attempts: i64,
+    #[serde(default = "max_participants")]
+    max_participants: i64,
+    #[serde(default)]
+    require_moderator: bool,
+    #[serde(default)]
+    end_when_moderator_leaves: bool,
+    #[serde(default = "three")]
+    max_talkers: i64,
+    #[serde(default)]
+    dtmf_mode: Option<String>,
+    #[serde(default)]
+    prompts: BTreeMap<String, String>,
+}
+
+fn max_participants() -> i64 {
+    250
 }
 
 fn all_numbers() -> Vec<String> {
@@ -196,7 +349,7 @@ struct Locator<'a> {
 }
 
 /// One step of a key path.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Seg<'a> {
     Key(&'a str),
     Index(usize),
@@ -242,6 +395,62 @@ impl<'a> Locator<'a> {
             }
         }
         span.map(|s| self.line_of_offset(s.start))
+    }
+}
+
+impl Locator<'_> {
+    /// The dotted key path whose key or value covers `offset` (for errors
+    /// serde reports with a span but no key, like unknown fields).
+    fn path_at(&self, offset: usize) -> String {
+        fn walk(table: &toml::de::DeTable<'_>, offset: usize, path: &mut String) -> bool {
+            for (k, v) in table.iter() {
+                let (ks, vs) = (k.span(), v.span());
+                if ks.contains(&offset) || vs.contains(&offset) {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k.get_ref());
+                    if vs.contains(&offset) {
+                        descend(v.get_ref(), offset, path);
+                    }
+                    return true;
+                }
+                // Tables and arrays of tables span their headers, not their
+                // keys: look inside them too.
+                let before = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k.get_ref());
+                if descend(v.get_ref(), offset, path) {
+                    return true;
+                }
+                path.truncate(before);
+            }
+            false
+        }
+        fn descend(v: &toml::de::DeValue<'_>, offset: usize, path: &mut String) -> bool {
+            match v {
+                toml::de::DeValue::Table(t) => walk(t, offset, path),
+                toml::de::DeValue::Array(a) => {
+                    for (i, item) in a.iter().enumerate() {
+                        let before = path.len();
+                        path.push_str(&format!("[{i}]"));
+                        if descend(item.get_ref(), offset, path) || item.span().contains(&offset) {
+                            return true;
+                        }
+                        path.truncate(before);
+                    }
+                    false
+                }
+                _ => false,
+            }
+        }
+        let mut path = String::new();
+        if let Some(root) = &self.root {
+            walk(root.get_ref(), offset, &mut path);
+        }
+        path
     }
 }
 
@@ -294,7 +503,7 @@ impl Config {
             ConfigError {
                 file: file.to_string(),
                 line,
-                key: String::new(),
+                key: e.span().map(|s| loc.path_at(s.start)).unwrap_or_default(),
                 message: e.message().trim().to_string(),
             }
         })?;
@@ -415,38 +624,167 @@ impl Config {
             ));
         }
 
-        let mut prompt_files = BTreeMap::new();
-        for (name, path) in &raw.prompts {
-            let id = PromptId::from_name(name).ok_or_else(|| {
-                err(
-                    &[Seg::Key("prompts"), Seg::Key(name)],
-                    format!(
-                        "unknown prompt `{name}`; known prompts: {}",
-                        PromptId::names().join(", ")
-                    ),
-                )
-            })?;
-            let p = Path::new(path);
-            prompt_files.insert(
-                id,
-                if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    base_dir.join(p)
-                },
-            );
-        }
+        let prompt_map = |table: &BTreeMap<String, String>,
+                          prefix: &[Seg<'_>]|
+         -> Result<BTreeMap<PromptId, PathBuf>, ConfigError> {
+            let mut out = BTreeMap::new();
+            for (name, path) in table {
+                let mut at = prefix.to_vec();
+                at.push(Seg::Key(name));
+                let id = PromptId::from_name(name).ok_or_else(|| {
+                    err(
+                        &at,
+                        format!(
+                            "unknown prompt `{name}`; known prompts: {}",
+                            PromptId::names().join(", ")
+                        ),
+                    )
+                })?;
+                let p = Path::new(path);
+                out.insert(
+                    id,
+                    if p.is_absolute() {
+                        p.to_path_buf()
+                    } else {
+                        base_dir.join(p)
+                    },
+                );
+            }
+            Ok(out)
+        };
+        let prompt_files = prompt_map(&raw.prompts, &[Seg::Key("prompts")])?;
 
-        let mut conferences = Vec::new();
+        let dtmf_mode = DtmfMode::from_name(&raw.dtmf.mode).ok_or_else(|| {
+            err(
+                &[Seg::Key("dtmf"), Seg::Key("mode")],
+                format!("`{}` is not auto, rfc4733, inband or info", raw.dtmf.mode),
+            )
+        })?;
+
+        let sec = &raw.security;
+        let count = |v: i64, key: &'static str| -> Result<u32, ConfigError> {
+            u32::try_from(v).map_err(|_| {
+                err(
+                    &[Seg::Key("security"), Seg::Key(key)],
+                    "must be 0 (off) or a positive count".into(),
+                )
+            })
+        };
+        let secs = |v: i64, key: &'static str| -> Result<Duration, ConfigError> {
+            if (1..=86_400 * 7).contains(&v) {
+                Ok(Duration::from_secs(v as u64))
+            } else {
+                Err(err(
+                    &[Seg::Key("security"), Seg::Key(key)],
+                    "must be between 1 and 604800 seconds".into(),
+                ))
+            }
+        };
+        let mut trusted_ips = Vec::new();
+        for (i, ip) in sec.trusted_ips.iter().enumerate() {
+            trusted_ips.push(ip.parse::<IpAddr>().map_err(|_| {
+                err(
+                    &[Seg::Key("security"), Seg::Key("trusted_ips"), Seg::Index(i)],
+                    format!("`{ip}` is not an IP address"),
+                )
+            })?);
+        }
+        if !(0..=60_000).contains(&sec.attack_delay_ms) {
+            return Err(err(
+                &[Seg::Key("security"), Seg::Key("attack_delay_ms")],
+                "must be between 0 and 60000".into(),
+            ));
+        }
+        let security = GuardLimits {
+            caller_failures: count(sec.caller_failures, "caller_failures")?,
+            caller_window: secs(sec.caller_window_secs, "caller_window_secs")?,
+            ip_failures: count(sec.ip_failures, "ip_failures")?,
+            ip_window: secs(sec.ip_window_secs, "ip_window_secs")?,
+            conference_failures: count(sec.conference_failures, "conference_failures")?,
+            conference_window: secs(sec.conference_window_secs, "conference_window_secs")?,
+            lockout: secs(sec.lockout_secs, "lockout_secs")?,
+            attack_delay: Duration::from_millis(sec.attack_delay_ms as u64),
+            trusted_ips,
+        };
+
+        let gather = |g: &RawGather, prefix: &[Seg<'_>]| -> Result<GatherRules, ConfigError> {
+            let at = |key: &'static str| {
+                let mut v = prefix.to_vec();
+                v.push(Seg::Key(key));
+                v
+            };
+            let length = match g.pin_length {
+                0 => CodeLength::HashTerminated { max: 20 },
+                n @ 1..=20 => CodeLength::Fixed(n as usize),
+                _ => {
+                    return Err(err(
+                        &at("pin_length"),
+                        "must be 0 (any length, ended by #) or 1 to 20".into(),
+                    ))
+                }
+            };
+            let timeout = |v: i64, key: &'static str| {
+                if (1..=120).contains(&v) {
+                    Ok(Duration::from_secs(v as u64))
+                } else {
+                    Err(err(&at(key), "must be between 1 and 120 seconds".into()))
+                }
+            };
+            if !(1..=20).contains(&g.max_attempts) {
+                return Err(err(&at("max_attempts"), "must be between 1 and 20".into()));
+            }
+            Ok(GatherRules {
+                length,
+                first_digit_timeout: timeout(
+                    g.first_digit_timeout_secs,
+                    "first_digit_timeout_secs",
+                )?,
+                inter_digit_timeout: timeout(
+                    g.inter_digit_timeout_secs,
+                    "inter_digit_timeout_secs",
+                )?,
+                max_attempts: g.max_attempts as u32,
+            })
+        };
+
+        let keypad_test = match &raw.keypad_test {
+            None => None,
+            Some(k) => {
+                if !(1..=600).contains(&k.idle_timeout_secs) {
+                    return Err(err(
+                        &[Seg::Key("keypad_test"), Seg::Key("idle_timeout_secs")],
+                        "must be between 1 and 600".into(),
+                    ));
+                }
+                Some(KeypadTestSettings {
+                    numbers: k.numbers.clone(),
+                    idle_timeout: Duration::from_secs(k.idle_timeout_secs as u64),
+                })
+            }
+        };
+        let lobby = match &raw.lobby {
+            None => None,
+            Some(l) => {
+                if l.numbers.is_empty() {
+                    return Err(err(
+                        &[Seg::Key("lobby"), Seg::Key("numbers")],
+                        "needs at least one number".into(),
+                    ));
+                }
+                Some(LobbySettings {
+                    numbers: l.numbers.clone(),
+                    gather: gather(&l.gather, &[Seg::Key("lobby")])?,
+                })
+            }
+        };
+
+        let mut conferences: Vec<ConferenceSettings> = Vec::new();
         for (i, c) in raw.conference.iter().enumerate() {
             let at = |key| [Seg::Key("conference"), Seg::Index(i), Seg::Key(key)];
             if c.name.trim().is_empty() {
                 return Err(err(&at("name"), "must not be empty".into()));
             }
-            if conferences
-                .iter()
-                .any(|o: &ConferenceSettings| o.name == c.name)
-            {
+            if conferences.iter().any(|o| o.name == c.name) {
                 return Err(err(
                     &at("name"),
                     format!("conference `{}` is defined twice", c.name),
@@ -458,16 +796,94 @@ impl Config {
                     "needs at least one number (or \"*\")".into(),
                 ));
             }
-            if let Some(pin) = &c.pin {
-                if pin.is_empty() || pin.len() > 20 || !pin.bytes().all(|b| b.is_ascii_digit()) {
-                    // Never echo the PIN itself.
-                    return Err(err(&at("pin"), "must be 1 to 20 digits".into()));
+            // Never echo a PIN in an error.
+            let secret = |plain: &Option<String>,
+                          hash: &Option<String>,
+                          plain_key: &'static str,
+                          hash_key: &'static str| {
+                match (plain, hash) {
+                    (Some(_), Some(_)) => Err(err(
+                        &at(hash_key),
+                        format!("give either {plain_key} or {hash_key}, not both"),
+                    )),
+                    (Some(p), None) => PinSecret::plain(p)
+                        .map(Some)
+                        .map_err(|e| err(&at(plain_key), e.to_string())),
+                    (None, Some(h)) => PinSecret::hash(h)
+                        .map(Some)
+                        .map_err(|e| err(&at(hash_key), e.to_string())),
+                    (None, None) => Ok(None),
+                }
+            };
+            let pin = secret(&c.pin, &c.pin_hash, "pin", "pin_hash")?;
+            let moderator_pin = secret(
+                &c.moderator_pin,
+                &c.moderator_pin_hash,
+                "moderator_pin",
+                "moderator_pin_hash",
+            )?;
+            if let (Some(a), Some(b)) = (
+                pin.as_ref().and_then(|p| p.plain_value()),
+                moderator_pin.as_ref().and_then(|p| p.plain_value()),
+            ) {
+                if a == b {
+                    return Err(err(
+                        &at("moderator_pin"),
+                        "must differ from the participant PIN".into(),
+                    ));
                 }
             }
+            let prefix = [Seg::Key("conference"), Seg::Index(i)];
+            let rg = RawGather {
+                pin_length: c.pin_length,
+                first_digit_timeout_secs: c.first_digit_timeout_secs,
+                inter_digit_timeout_secs: c.inter_digit_timeout_secs,
+                max_attempts: c.max_attempts,
+            };
+            if !(1..=10_000).contains(&c.max_participants) {
+                return Err(err(
+                    &at("max_participants"),
+                    "must be between 1 and 10000".into(),
+                ));
+            }
+            if !(1..=10).contains(&c.max_talkers) {
+                return Err(err(&at("max_talkers"), "must be between 1 and 10".into()));
+            }
+            if c.end_when_moderator_leaves && moderator_pin.is_none() {
+                return Err(err(
+                    &at("end_when_moderator_leaves"),
+                    "needs a moderator_pin (nobody could be a moderator)".into(),
+                ));
+            }
+            if c.require_moderator && moderator_pin.is_none() {
+                return Err(err(
+                    &at("require_moderator"),
+                    "needs a moderator_pin (nobody could start the conference)".into(),
+                ));
+            }
+            let dtmf_mode = match &c.dtmf_mode {
+                None => None,
+                Some(m) => Some(DtmfMode::from_name(m).ok_or_else(|| {
+                    err(
+                        &at("dtmf_mode"),
+                        format!("`{m}` is not auto, rfc4733, inband or info"),
+                    )
+                })?),
+            };
             conferences.push(ConferenceSettings {
                 name: c.name.clone(),
                 numbers: c.numbers.clone(),
-                pin: c.pin.clone(),
+                pin,
+                moderator_pin,
+                gather: gather(&rg, &prefix)?,
+                rules: RoomRules {
+                    max_participants: c.max_participants as usize,
+                    require_moderator: c.require_moderator,
+                    end_when_moderator_leaves: c.end_when_moderator_leaves,
+                },
+                max_talkers: c.max_talkers as usize,
+                dtmf_mode,
+                prompt_files: prompt_map(&c.prompts, &at("prompts"))?,
             });
         }
         if conferences.is_empty() {
@@ -475,6 +891,25 @@ impl Config {
                 &[Seg::Key("conference")],
                 "at least one [[conference]] is needed".into(),
             ));
+        }
+        // In a lobby the PIN picks the conference, so PINs must be unique.
+        if lobby.is_some() {
+            let mut seen: Vec<(&str, usize)> = Vec::new();
+            for (i, c) in conferences.iter().enumerate() {
+                for p in [&c.pin, &c.moderator_pin]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.plain_value())
+                {
+                    if let Some((_, j)) = seen.iter().find(|(q, _)| *q == p) {
+                        return Err(err(
+                            &[Seg::Key("conference"), Seg::Index(i), Seg::Key("pin")],
+                            format!("with a [lobby], PINs must be unique, but conference `{}` uses the same PIN as `{}`", c.name, conferences[*j].name),
+                        ));
+                    }
+                    seen.push((p, i));
+                }
+            }
         }
 
         Ok(Config {
@@ -501,6 +936,10 @@ impl Config {
                 level: raw.log.level.clone(),
             },
             prompt_files,
+            dtmf_mode,
+            security,
+            keypad_test,
+            lobby,
             conferences,
         })
     }
@@ -548,7 +987,17 @@ mod tests {
                 .unwrap_err();
         assert_eq!(e.file, "test.toml");
         assert_eq!(e.line, Some(3));
-        assert!(e.message.contains("lisen"), "{e}");
+        assert_eq!(e.key, "sip.lisen");
+        assert!(e.to_string().starts_with("test.toml:3: sip.lisen: "), "{e}");
+        let e = parse("[[conference]]\nname=\"a\"\n[[conference]]\nname=\"b\"\npinn = \"1\"\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("conference[1].pinn", Some(5)),
+            "{e}"
+        );
+        let e = parse("[sip]\nmax_calls = \"many\"\n").unwrap_err();
+        assert_eq!(e.key, "sip.max_calls", "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngExt;
 
+use pinbridge::conference::pin::PinSecret;
 use pinbridge::config::{parse_port_range, Config, LogFormat};
 use pinbridge::ivr::prompts::PromptSet;
 
@@ -30,6 +31,10 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Print an argon2 hash of a PIN for `pin_hash` / `moderator_pin_hash`.
+    /// Reads the PIN from standard input unless given (an argument is
+    /// visible to other users in the process list).
+    HashPin { pin: Option<String> },
 }
 
 #[derive(clap::Args, Default)]
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
     match cli.command {
         None => run(RunArgs::default()),
         Some(Command::Run(args)) => run(args),
+        Some(Command::HashPin { pin }) => hash_pin_command(pin),
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(c) => match PromptSet::load(&c.prompt_files) {
                 Ok(_) => {
@@ -94,30 +100,59 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
         Some(LogFormatArg::Json) => config.log.format = LogFormat::Json,
         None => {}
     }
-    apply_conference_pin(&mut config);
+    apply_conference_pin(&mut config)?;
     Ok(config)
+}
+
+fn hash_pin_command(pin: Option<String>) -> ExitCode {
+    let pin = match pin {
+        Some(p) => p,
+        None => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("cannot read the PIN from standard input");
+                return ExitCode::FAILURE;
+            }
+            line.trim().to_string()
+        }
+    };
+    match pinbridge::conference::pin::hash_pin(&pin) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// CONFERENCE_PIN sets the PIN of every conference that has none in the
 /// file; without it a random 6-digit PIN is generated and printed (to
 /// stdout, once; PINs never go to the log).
-fn apply_conference_pin(config: &mut Config) {
+fn apply_conference_pin(config: &mut Config) -> Result<(), String> {
     let env_pin = std::env::var("CONFERENCE_PIN")
         .ok()
         .filter(|p| !p.is_empty());
+    let env_secret = match &env_pin {
+        Some(p) => Some(PinSecret::plain(p).map_err(|e| format!("CONFERENCE_PIN: {e}"))?),
+        None => None,
+    };
     for conf in config.conferences.iter_mut().filter(|c| c.pin.is_none()) {
-        match &env_pin {
-            Some(pin) => conf.pin = Some(pin.clone()),
+        match &env_secret {
+            Some(secret) => conf.pin = Some(secret.clone()),
             None => {
                 let pin = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
                 println!(
                     "Conference \"{}\": PIN {pin} (set CONFERENCE_PIN to choose your own)",
                     conf.name
                 );
-                conf.pin = Some(pin);
+                conf.pin = PinSecret::plain(&pin).ok();
             }
         }
     }
+    Ok(())
 }
 
 fn init_logging(config: &Config) {
@@ -141,12 +176,6 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(pin) = std::env::var_os("CONFERENCE_PIN") {
-        if !pin.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            eprintln!("CONFERENCE_PIN must be digits only");
-            return ExitCode::FAILURE;
-        }
-    }
     init_logging(&config);
     let prompts = match PromptSet::load(&config.prompt_files) {
         Ok(p) => p,

@@ -19,6 +19,7 @@
 //! [`room::Room::hears_others`].
 
 pub mod guard;
+pub mod pin;
 pub mod room;
 
 pub use guard::{BruteForceGuard, GuardLimits, LockReason, Verdict};

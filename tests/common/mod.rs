@@ -6,6 +6,7 @@
 
 pub mod g711;
 pub mod peers;
+pub mod process;
 pub mod rtp;
 pub mod sdp;
 pub mod server;

@@ -21,7 +21,7 @@ pub fn test_config() -> Config {
     c.sip.listen = "127.0.0.1:0".parse().expect("address");
     c.rtp.ports = (20000, 29999);
     for conf in &mut c.conferences {
-        conf.pin = Some("1234".into());
+        conf.pin = pinbridge::conference::pin::PinSecret::plain("1234").ok();
     }
     c
 }

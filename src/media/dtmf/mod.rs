@@ -42,6 +42,32 @@ pub fn key_to_event(key: char) -> Option<u8> {
     KEYS.iter().position(|&c| c == k).map(|i| i as u8)
 }
 
+/// Which DTMF methods a call listens to (config `dtmf_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DtmfMode {
+    /// All three. In-band detection runs only until the caller has sent an
+    /// RFC 4733 event (a phone that sends events does not need, and should
+    /// not pay for, tone detection), and a press reported by two methods is
+    /// reported once.
+    #[default]
+    Auto,
+    Rfc4733,
+    Inband,
+    Info,
+}
+
+impl DtmfMode {
+    pub fn from_name(s: &str) -> Option<DtmfMode> {
+        match s {
+            "auto" => Some(DtmfMode::Auto),
+            "rfc4733" | "rfc2833" => Some(DtmfMode::Rfc4733),
+            "inband" => Some(DtmfMode::Inband),
+            "info" => Some(DtmfMode::Info),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
