@@ -2,6 +2,8 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
+pub mod mixer;
 pub mod pcap;
 pub mod player;
 pub mod prompt;
