@@ -129,6 +129,59 @@ pub struct Config {
     pub conferences: Vec<ConferenceSettings>,
 }
 
+/// Where a dialled number leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    KeypadTest,
+    Lobby,
+    /// Index into `Config::conferences`.
+    Conference(usize),
+    NotFound,
+}
+
+impl Config {
+    /// Routes a dialled number (the Request-URI user part): the keypad test
+    /// line and the lobby first, then a conference listing the number, then
+    /// a conference with `"*"`.
+    pub fn route(&self, dialed: Option<&str>) -> Route {
+        let dialed = dialed.unwrap_or("");
+        let listed = |numbers: &[String]| numbers.iter().any(|n| n == dialed);
+        if self
+            .keypad_test
+            .as_ref()
+            .is_some_and(|k| listed(&k.numbers))
+        {
+            return Route::KeypadTest;
+        }
+        if self.lobby.as_ref().is_some_and(|l| listed(&l.numbers)) {
+            return Route::Lobby;
+        }
+        if let Some(i) = self.conferences.iter().position(|c| listed(&c.numbers)) {
+            return Route::Conference(i);
+        }
+        match self
+            .conferences
+            .iter()
+            .position(|c| c.numbers.iter().any(|n| n == "*"))
+        {
+            Some(i) => Route::Conference(i),
+            None => Route::NotFound,
+        }
+    }
+
+    /// The DTMF mode for calls on a route.
+    pub fn dtmf_mode_for(&self, route: Route) -> DtmfMode {
+        match route {
+            Route::Conference(i) => self
+                .conferences
+                .get(i)
+                .and_then(|c| c.dtmf_mode)
+                .unwrap_or(self.dtmf_mode),
+            _ => self.dtmf_mode,
+        }
+    }
+}
+
 // ----------------------------------------------------------------------
 // The file as written (serde), before validation.
 
@@ -1044,6 +1097,40 @@ mod tests {
     fn type_errors_have_lines() {
         let e = parse("[sip]\nmax_calls = \"many\"\n").unwrap_err();
         assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn routes_by_dialled_number() {
+        let c = parse(
+            "[keypad_test]\nnumbers = [\"*98\"]\n[lobby]\nnumbers = [\"5000\"]\n\
+             [[conference]]\nname = \"a\"\nnumbers = [\"7001\"]\npin = \"1\"\n\
+             [[conference]]\nname = \"b\"\nnumbers = [\"*\"]\npin = \"2\"\ndtmf_mode = \"inband\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.route(Some("*98")), Route::KeypadTest);
+        assert_eq!(c.route(Some("5000")), Route::Lobby);
+        assert_eq!(c.route(Some("7001")), Route::Conference(0));
+        assert_eq!(c.route(Some("1234")), Route::Conference(1));
+        assert_eq!(c.route(None), Route::Conference(1));
+        assert_eq!(c.dtmf_mode_for(Route::Conference(1)), DtmfMode::Inband);
+        assert_eq!(c.dtmf_mode_for(Route::Conference(0)), DtmfMode::Auto);
+        let only = parse("[[conference]]\nname = \"a\"\nnumbers = [\"7001\"]\n").unwrap();
+        assert_eq!(only.route(Some("7002")), Route::NotFound);
+    }
+
+    #[test]
+    fn lobby_needs_unique_pins_and_moderator_rules_need_a_moderator_pin() {
+        let e = parse("[lobby]\nnumbers = [\"5000\"]\n[[conference]]\nname = \"a\"\npin = \"11\"\n[[conference]]\nname = \"b\"\npin = \"11\"\n").unwrap_err();
+        assert_eq!(e.key, "conference[1].pin");
+        assert!(
+            !e.to_string().contains("11\""),
+            "no PIN in the message: {e}"
+        );
+        let e = parse("[[conference]]\nname = \"a\"\nrequire_moderator = true\n").unwrap_err();
+        assert_eq!(e.key, "conference[0].require_moderator");
+        let e = parse("[[conference]]\nname = \"a\"\npin = \"1\"\nmoderator_pin = \"1\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "conference[0].moderator_pin");
     }
 
     #[test]

@@ -31,6 +31,16 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Print the DTMF digits in a WAV file or an RTP capture (pcap/pcapng):
+    /// one line per digit, `<start_ms> <digit> <method>`.
+    DetectDtmf {
+        /// A WAV (any PCM rate) or a pcap/pcapng with RTP over UDP.
+        file: PathBuf,
+        /// Payload type of telephone-events (default: from SDP in the
+        /// capture, else inferred).
+        #[arg(long, value_name = "PT")]
+        event_pt: Option<u8>,
+    },
     /// Print an argon2 hash of a PIN for `pin_hash` / `moderator_pin_hash`.
     /// Reads the PIN from standard input unless given (an argument is
     /// visible to other users in the process list).
@@ -65,6 +75,7 @@ fn main() -> ExitCode {
         None => run(RunArgs::default()),
         Some(Command::Run(args)) => run(args),
         Some(Command::HashPin { pin }) => hash_pin_command(pin),
+        Some(Command::DetectDtmf { file, event_pt }) => detect_dtmf_command(&file, event_pt),
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(c) => match PromptSet::load(&c.prompt_files) {
                 Ok(_) => {
@@ -102,6 +113,33 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
     }
     apply_conference_pin(&mut config)?;
     Ok(config)
+}
+
+/// Digits on stdout and nothing else; diagnostics on stderr; unreadable
+/// input exits 2 with a message naming the problem.
+fn detect_dtmf_command(file: &std::path::Path, event_pt: Option<u8>) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match pinbridge::media::dtmf::detect::analyse_file(&bytes, event_pt) {
+        Ok(d) => {
+            for note in &d.notes {
+                eprintln!("{}: {note}", file.display());
+            }
+            for digit in &d.digits {
+                println!("{digit}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn hash_pin_command(pin: Option<String>) -> ExitCode {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::g711;
 use common::rtp::{RtpHeader, RtpRecorder};
 use common::sdp::{parse_sdp_answer, SdpAnswer};
-use common::server::{prompt_samples, TestServer};
+use common::server::{prompt_samples, TestServer, ECHO};
 use common::sipmsg::{param, uri_of, uri_param, Msg, MsgBuilder};
 use common::ua::{
     new_branch, offer_sdp, random_token, Call, ClientTx, Direction, InviteOptions, Received, TestUa,
@@ -805,7 +805,7 @@ async fn whole_call_and_options_over_tcp() {
     let rec = RtpRecorder::bind().await.unwrap();
     let offer = pcmu_offer(rec.port(), Direction::SendRecv, 1);
     let mut call = ua
-        .invite(InviteOptions::new("1000").with_sdp(offer))
+        .invite(InviteOptions::new(ECHO).with_sdp(offer))
         .await
         .unwrap();
     let ok = ua.expect_final(&mut call, WAIT).await.unwrap();
@@ -1100,7 +1100,7 @@ async fn record_route_is_echoed_and_used_as_route() {
     let (call, _) = establish(
         &mut ua,
         &rec,
-        InviteOptions::new("1000").with_header("Record-Route", &rr),
+        InviteOptions::new(ECHO).with_header("Record-Route", &rr),
     )
     .await;
     let ok = call.final_response.clone().unwrap();

@@ -235,10 +235,11 @@ impl Ivr {
     fn keypad(&mut self, now: Instant, input: Input, idle: Duration) {
         match (self.state, input) {
             (State::WaitingForAnswer, Input::Answered) => {
+                // The idle timer starts when the welcome has been heard.
                 self.state = State::Echoing;
                 self.play(vec![PromptId::Welcome]);
-                self.deadline = Some(now + idle);
             }
+            (State::Echoing, Input::PlaybackFinished) => self.deadline = Some(now + idle),
             (State::Echoing, Input::Digit(k)) => {
                 // Digits are read back; other keys get a beep.
                 let p = k
@@ -412,6 +413,11 @@ mod tests {
         });
         ivr.handle(t0, Input::Answered);
         drain(&mut ivr);
+        assert_eq!(
+            ivr.poll_timeout(),
+            None,
+            "idle time counts after the welcome"
+        );
         let out = keys(&mut ivr, t0, "19#");
         assert_eq!(
             out,
@@ -421,8 +427,9 @@ mod tests {
                 Output::Enqueue(vec![PromptId::JoinBeep])
             ]
         );
-        assert_eq!(ivr.poll_timeout(), Some(t0 + secs(10)));
-        ivr.handle(t0 + secs(10), Input::Timer);
+        ivr.handle(t0 + secs(2), Input::PlaybackFinished);
+        assert_eq!(ivr.poll_timeout(), Some(t0 + secs(12)));
+        ivr.handle(t0 + secs(12), Input::Timer);
         assert_eq!(drain(&mut ivr), vec![Output::Play(vec![PromptId::Goodbye])]);
     }
 

@@ -118,6 +118,24 @@ impl PromptSet {
         })
     }
 
+    /// This set with some prompts replaced (a conference's own recordings).
+    /// Unchanged prompts are shared, not copied.
+    pub fn with_overrides(
+        &self,
+        overrides: &BTreeMap<PromptId, PathBuf>,
+    ) -> Result<PromptSet, PromptError> {
+        if overrides.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut prompts = (*self.prompts).clone();
+        for (id, path) in overrides {
+            prompts.insert(*id, Prompt::from_file(path)?);
+        }
+        Ok(PromptSet {
+            prompts: Arc::new(prompts),
+        })
+    }
+
     pub fn get(&self, id: PromptId) -> &Prompt {
         // load() fills every id, so the lookup cannot miss.
         &self.prompts[&id]

@@ -1,186 +1,221 @@
-//! One task per call: it owns the call's RTP socket, negotiates SDP, paces
-//! the outgoing RTP stream from a monotonic clock, watches for RTP
-//! inactivity and runs the IVR machine. It talks to the SIP task over
-//! channels and never blocks; nothing in the per-packet path allocates.
+//! One task per call, from INVITE to hang-up:
+//!
+//! 1. route the dialled number; refuse locked-out callers (403) and unknown
+//!    numbers (404) before answering;
+//! 2. bind an RTP port, negotiate SDP, answer, wait for the ACK;
+//! 3. run the IVR (prompts paced from a monotonic clock, DTMF from RFC 4733,
+//!    in-band tones and INFO), checking entered codes against the PINs and
+//!    the brute-force guard;
+//! 4. on the right code, hand the leg's media to the room task and stay on
+//!    as its SIP side (re-offers, INFO, BYE) until the call ends.
+//!
+//! It talks to the SIP task over channels and never blocks the runtime:
+//! argon2 PIN hashes are checked on the blocking pool.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::RngExt;
-use rtp_rs::RtpReader;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::leg::{LegMedia, Received};
+use super::room::{LegEvent, RoomCommand, RoomConfig, RoomRegistry};
 use super::rtp_ports::RtpPortAllocator;
 use super::sip_task::{CallCommand, CallEvent};
-use crate::config::Config;
+use crate::conference::guard::{BruteForceGuard, LockReason, Verdict};
+use crate::conference::pin::PinSecret;
+use crate::conference::room::{LegId, Role};
+use crate::config::{Config, Route};
 use crate::ivr::prompts::PromptSet;
-use crate::ivr::{Flow, Input, Ivr, Output};
-use crate::media::g711::Codec;
-use crate::media::player::{Frame, PromptPlayer};
-use crate::media::rtp::{PacketClock, RtpSender, MAX_PACKET};
+use crate::ivr::{CodeVerdict, EnteredCode, Flow, Input, Ivr, Output};
+use crate::media::dtmf::info::{parse_info, InfoError};
+use crate::media::dtmf::DtmfReceiver;
+use crate::media::player::PromptPlayer;
 use crate::sip::sdp::{self, Direction, LocalMedia, NegotiatedMedia, SdpSession};
 use crate::sip::ua::{CallHandle, IncomingCall, RequestId};
 
 /// What every call task shares.
 pub struct CallEnv {
     pub config: Arc<Config>,
+    /// The shipped prompts with the global overrides.
     pub prompts: PromptSet,
+    /// Per conference (same index as `config.conferences`): its own prompts.
+    pub conference_prompts: Vec<PromptSet>,
     pub ports: RtpPortAllocator,
     /// Address RTP sockets bind to.
     pub rtp_ip: IpAddr,
+    pub rooms: Arc<RoomRegistry>,
+    /// Shared by all calls; touched a few times per call, never per packet.
+    pub guard: Mutex<BruteForceGuard>,
+    pub next_leg: AtomicU64,
 }
 
-/// The send side and receive bookkeeping of one call's RTP stream.
-struct Media {
-    socket: UdpSocket,
-    negotiated: Option<NegotiatedMedia>,
-    sender: RtpSender,
-    clock: PacketClock,
-    /// Source of the caller's RTP once it arrives (symmetric RTP: we answer
-    /// to where their packets come from, which works behind NAT).
-    latched: Option<SocketAddr>,
-    last_rx: Instant,
-    /// The next packet starts a talkspurt (marker bit).
-    marker_pending: bool,
-    payload: [u8; 480],
-    packet: [u8; MAX_PACKET],
+impl CallEnv {
+    fn guard(&self) -> std::sync::MutexGuard<'_, BruteForceGuard> {
+        self.guard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn room_config(&self, i: usize) -> Option<RoomConfig> {
+        let c = self.config.conferences.get(i)?;
+        Some(RoomConfig {
+            name: c.name.clone(),
+            rules: c.rules.clone(),
+            max_talkers: c.max_talkers,
+            prompts: self
+                .conference_prompts
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| self.prompts.clone()),
+            inactivity_timeout: self.config.rtp.inactivity_timeout,
+        })
+    }
 }
 
-impl Media {
-    fn new(socket: UdpSocket, now: Instant) -> Self {
-        let mut rng = rand::rng();
-        Media {
-            socket,
-            negotiated: None,
-            sender: RtpSender::new(rng.random(), rng.random(), rng.random(), 0),
-            clock: PacketClock::new(now, Duration::from_millis(20)),
-            latched: None,
-            last_rx: now,
-            marker_pending: true,
-            payload: [0; 480],
-            packet: [0; MAX_PACKET],
-        }
+/// The SIP side of the call, shared by every phase.
+struct Sip {
+    call: CallHandle,
+    call_id: String,
+    cmd: mpsc::Sender<CallCommand>,
+    events: mpsc::Receiver<CallEvent>,
+    session: SdpSession,
+    local: LocalMedia,
+    pending_late_reoffer: Option<RequestId>,
+}
+
+/// What a SIP event meant for the call.
+enum SipOutcome {
+    Continue,
+    /// New media parameters to apply.
+    Media(NegotiatedMedia),
+    Digit(char),
+    Ended,
+}
+
+impl Sip {
+    async fn reject(&self, status: u16, reason: &'static str) {
+        let _ = self
+            .cmd
+            .send(CallCommand::Reject {
+                call: self.call,
+                status,
+                reason,
+            })
+            .await;
     }
 
-    fn apply(&mut self, neg: NegotiatedMedia, now: Instant) {
-        let ptime_changed = self
-            .negotiated
-            .as_ref()
-            .is_none_or(|n| n.ptime_ms != neg.ptime_ms);
-        let remote_changed = self
-            .negotiated
-            .as_ref()
-            .is_none_or(|n| n.remote_rtp != neg.remote_rtp);
-        self.sender.set_payload_type(neg.codec_pt);
-        if ptime_changed {
-            self.clock
-                .restart(now, Duration::from_millis(u64::from(neg.ptime_ms)));
-        }
-        if remote_changed {
-            // Media follows the new address; latch again on what arrives.
-            self.latched = None;
-            self.last_rx = now;
-            self.marker_pending = true;
-        }
-        self.negotiated = Some(neg);
+    async fn hangup(&self) {
+        let _ = self.cmd.send(CallCommand::Hangup { call: self.call }).await;
     }
 
-    fn codec(&self) -> Codec {
-        self.negotiated
-            .as_ref()
-            .map(|n| n.codec)
-            .unwrap_or(Codec::Pcmu)
+    async fn respond(
+        &self,
+        request: RequestId,
+        status: u16,
+        reason: &'static str,
+        sdp: Option<Bytes>,
+    ) {
+        let _ = self
+            .cmd
+            .send(CallCommand::Respond {
+                call: self.call,
+                request,
+                status,
+                reason,
+                sdp,
+            })
+            .await;
     }
 
-    fn frame_samples(&self) -> usize {
-        self.negotiated
-            .as_ref()
-            .map(|n| n.ptime_ms as usize * 8)
-            .unwrap_or(160)
-            .min(480)
-    }
-
-    fn destination(&self) -> Option<SocketAddr> {
-        let n = self.negotiated.as_ref()?;
-        if !n.local_direction.sends() {
-            return None;
-        }
-        self.latched.or(n.remote_rtp)
-    }
-
-    /// Does the peer send us media (so silence means it is gone)?
-    fn expects_rtp(&self) -> bool {
-        self.negotiated
-            .as_ref()
-            .is_some_and(|n| n.local_direction.receives())
-    }
-
-    /// Sends the packets that are due, taking audio from the player.
-    async fn send_due(&mut self, now: Instant, player: &mut PromptPlayer) {
-        let due = self.clock.due(now, 3);
-        if due.send == 0 && due.skip == 0 {
-            return;
-        }
-        let codec = self.codec();
-        let samples = self.frame_samples();
-        // Slots we were too late for: keep prompt position and RTP
-        // timestamps in step with real time.
-        for _ in 0..due.skip {
-            player.fill(codec, &mut self.payload[..samples]);
-            self.sender.skip(samples as u32);
-        }
-        for _ in 0..due.send {
-            let frame = player.fill(codec, &mut self.payload[..samples]);
-            let Some(dest) = self.destination() else {
-                self.sender.skip(samples as u32);
-                self.marker_pending = true;
-                continue;
-            };
-            let marker =
-                std::mem::take(&mut self.marker_pending) || frame == Frame::Audio { first: true };
-            let Some(len) = self.sender.write_packet(
-                &self.payload[..samples],
-                samples as u32,
-                marker,
-                &mut self.packet,
-            ) else {
-                continue;
-            };
-            if let Err(e) = self.socket.send_to(&self.packet[..len], dest).await {
-                tracing::trace!(error = %e, "RTP send failed");
+    /// Handles one event of an established call.
+    async fn on_event(&mut self, ev: Option<CallEvent>, started: Instant) -> SipOutcome {
+        match ev {
+            None => SipOutcome::Ended,
+            Some(CallEvent::Ended { reason }) => {
+                tracing::info!(call_id = %self.call_id, ?reason, secs = started.elapsed().as_secs_f32(), "call ended");
+                SipOutcome::Ended
             }
+            Some(CallEvent::Reoffer { request, offer, .. }) => match offer {
+                Some(o) => {
+                    let result = sdp::parse(&o).map_err(|e| e.to_string()).and_then(|o| {
+                        sdp::answer(&mut self.session, &o, &self.local).map_err(|e| e.to_string())
+                    });
+                    match result {
+                        Ok((neg, text)) => {
+                            self.respond(request, 200, "OK", Some(Bytes::from(text)))
+                                .await;
+                            SipOutcome::Media(neg)
+                        }
+                        Err(e) => {
+                            tracing::info!(call_id = %self.call_id, error = %e, "refusing re-offer");
+                            self.respond(request, 488, "Not Acceptable Here", None)
+                                .await;
+                            SipOutcome::Continue
+                        }
+                    }
+                }
+                None => {
+                    self.pending_late_reoffer = Some(request);
+                    let offer = sdp::offer(&mut self.session, &self.local, Direction::SendRecv);
+                    self.respond(request, 200, "OK", Some(Bytes::from(offer)))
+                        .await;
+                    SipOutcome::Continue
+                }
+            },
+            Some(CallEvent::ReofferAck { body }) => {
+                if self.pending_late_reoffer.take().is_some() {
+                    let neg = body
+                        .as_deref()
+                        .and_then(|b| sdp::parse(b).ok())
+                        .and_then(|a| sdp::accept_answer(&self.local.codecs, &a).ok());
+                    if let Some(n) = neg {
+                        return SipOutcome::Media(n);
+                    }
+                }
+                SipOutcome::Continue
+            }
+            Some(CallEvent::Info {
+                request,
+                content_type,
+                body,
+            }) => match parse_info(&content_type, &body) {
+                Ok(d) => {
+                    self.respond(request, 200, "OK", None).await;
+                    SipOutcome::Digit(d.key)
+                }
+                Err(InfoError::UnsupportedType(_)) => {
+                    self.respond(request, 415, "Unsupported Media Type", None)
+                        .await;
+                    SipOutcome::Continue
+                }
+                Err(InfoError::Malformed(_)) => {
+                    self.respond(request, 400, "Malformed DTMF Body", None)
+                        .await;
+                    SipOutcome::Continue
+                }
+            },
+            Some(CallEvent::Confirmed { .. }) => SipOutcome::Continue,
         }
     }
+}
 
-    /// Looks at a received datagram: RTP from the peer refreshes the
-    /// inactivity timer and latches the return address.
-    fn on_datagram(&mut self, len: usize, from: SocketAddr, buf: &[u8], now: Instant) {
-        let Some(n) = &self.negotiated else { return };
-        let Ok(rtp) = RtpReader::new(&buf[..len]) else {
-            return;
-        };
-        let pt = rtp.payload_type();
-        // RTCP multiplexed on the RTP port has "payload types" 72–76.
-        if (72..=76).contains(&pt) {
-            return;
-        }
-        if pt != n.codec_pt
-            && Some(pt) != n.telephone_event_pt
-            && pt != Codec::Pcmu.payload_type()
-            && pt != Codec::Pcma.payload_type()
-        {
-            return;
-        }
-        self.last_rx = now;
-        if self.latched.is_none() {
-            if n.remote_rtp != Some(from) {
-                tracing::debug!(sdp = ?n.remote_rtp, actual = %from, "RTP arrives from another address; answering there");
-            }
-            self.latched = Some(from);
-        }
+/// The caller identity used for brute-force accounting (empty when
+/// anonymous; the guard then keys on the source address).
+fn caller_id(info: &IncomingCall) -> String {
+    info.from.uri.user().unwrap_or_default()
+}
+
+fn guard_scope(config: &Config, route: Route) -> String {
+    match route {
+        Route::Conference(i) => config
+            .conferences
+            .get(i)
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        _ => "lobby".to_string(),
     }
 }
 
@@ -189,11 +224,76 @@ pub async fn run(
     env: Arc<CallEnv>,
     call: CallHandle,
     info: Box<IncomingCall>,
-    mut events: mpsc::Receiver<CallEvent>,
+    events: mpsc::Receiver<CallEvent>,
     cmd: mpsc::Sender<CallCommand>,
 ) {
     let started = Instant::now();
     let call_id = info.call_id.clone();
+    let route = env.config.route(info.dialed.as_deref());
+    let (flow, prompts) = match route {
+        Route::KeypadTest => {
+            let idle = env
+                .config
+                .keypad_test
+                .as_ref()
+                .map(|k| k.idle_timeout)
+                .unwrap_or(Duration::from_secs(10));
+            (Flow::KeypadTest { idle_timeout: idle }, env.prompts.clone())
+        }
+        Route::Lobby => {
+            let rules = env
+                .config
+                .lobby
+                .as_ref()
+                .map(|l| l.gather)
+                .unwrap_or_default();
+            (Flow::Pin(rules), env.prompts.clone())
+        }
+        Route::Conference(i) => {
+            let rules = env
+                .config
+                .conferences
+                .get(i)
+                .map(|c| c.gather)
+                .unwrap_or_default();
+            (
+                Flow::Pin(rules),
+                env.conference_prompts
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| env.prompts.clone()),
+            )
+        }
+        Route::NotFound => {
+            tracing::info!(%call_id, "rejecting call: no conference for the dialled number");
+            let _ = cmd
+                .send(CallCommand::Reject {
+                    call,
+                    status: 404,
+                    reason: "Not Found",
+                })
+                .await;
+            return;
+        }
+    };
+    let caller = caller_id(&info);
+    let source = info.flow.remote.ip();
+    if matches!(flow, Flow::Pin(_)) {
+        let scope = guard_scope(&env.config, route);
+        let verdict = env.guard().check(started, &caller, source, Some(&scope));
+        if let Verdict::LockedOut { reason, .. } = verdict {
+            tracing::warn!(%call_id, caller = %caller, %source, ?reason, "refusing locked-out caller");
+            let _ = cmd
+                .send(CallCommand::Reject {
+                    call,
+                    status: 403,
+                    reason: "Forbidden",
+                })
+                .await;
+            return;
+        }
+    }
+
     let socket = match env.ports.bind(env.rtp_ip).and_then(UdpSocket::from_std) {
         Ok(s) => s,
         Err(e) => {
@@ -208,212 +308,239 @@ pub async fn run(
             return;
         }
     };
-    let port = match socket.local_addr() {
-        Ok(a) => a.port(),
-        Err(_) => return,
+    let Ok(port) = socket.local_addr().map(|a| a.port()) else {
+        return;
     };
-    let local = LocalMedia {
-        addr: info.flow.local.ip(),
-        port,
-        codecs: env.config.rtp.codecs.clone(),
-        ptime_ms: 20,
+    let mut sip = Sip {
+        call,
+        call_id: call_id.clone(),
+        cmd,
+        events,
+        session: SdpSession::new(rand::rng().random::<u64>() >> 1),
+        local: LocalMedia {
+            addr: info.flow.local.ip(),
+            port,
+            codecs: env.config.rtp.codecs.clone(),
+            ptime_ms: 20,
+        },
+        pending_late_reoffer: None,
     };
-    let mut session = SdpSession::new(rand::rng().random::<u64>() >> 1);
-    let mut media = Media::new(socket, started);
+    let mut media = LegMedia::new(socket, started);
+    let mut dtmf = DtmfReceiver::new(env.config.dtmf_mode_for(route));
 
+    if !answer(&env, &info, &mut sip, &mut media, &mut dtmf).await {
+        return;
+    }
+
+    let mut ivr = Ivr::new(flow);
+    let joined = match run_ivr(
+        &env, &info, route, &prompts, &mut sip, &mut media, &mut dtmf, &mut ivr, started,
+    )
+    .await
+    {
+        IvrEnd::Over => return,
+        IvrEnd::Join(i, role) => (i, role),
+    };
+    run_conference(&env, &mut sip, media, dtmf, joined, started).await;
+}
+
+/// Negotiates, answers (after ringing if configured) and waits for the ACK.
+/// Returns false if the call ended instead.
+async fn answer(
+    env: &CallEnv,
+    info: &IncomingCall,
+    sip: &mut Sip,
+    media: &mut LegMedia,
+    dtmf: &mut DtmfReceiver,
+) -> bool {
+    let now = Instant::now();
     let body = match &info.offer {
         Some(offer) => {
             let offer = match sdp::parse(offer) {
                 Ok(o) => o,
                 Err(e) => {
-                    tracing::info!(%call_id, error = %e, "rejecting call: malformed SDP offer");
-                    let _ = cmd
-                        .send(CallCommand::Reject {
-                            call,
-                            status: 400,
-                            reason: "Malformed SDP Body",
-                        })
-                        .await;
-                    return;
+                    tracing::info!(call_id = %sip.call_id, error = %e, "rejecting call: malformed SDP offer");
+                    sip.reject(400, "Malformed SDP Body").await;
+                    return false;
                 }
             };
-            match sdp::answer(&mut session, &offer, &local) {
+            match sdp::answer(&mut sip.session, &offer, &sip.local) {
                 Ok((neg, text)) => {
-                    media.apply(neg, started);
+                    media.apply(neg, now);
                     text
                 }
                 Err(e) => {
-                    tracing::info!(%call_id, error = %e, "rejecting call: no acceptable media");
-                    let _ = cmd
-                        .send(CallCommand::Reject {
-                            call,
-                            status: 488,
-                            reason: "Not Acceptable Here",
-                        })
-                        .await;
-                    return;
+                    tracing::info!(call_id = %sip.call_id, error = %e, "rejecting call: no acceptable media");
+                    sip.reject(488, "Not Acceptable Here").await;
+                    return false;
                 }
             }
         }
         // Late offer: we offer in the 200, the answer comes in the ACK.
-        None => sdp::offer(&mut session, &local, Direction::SendRecv),
+        None => sdp::offer(&mut sip.session, &sip.local, Direction::SendRecv),
     };
     let delay = env.config.sip.answer_delay;
     if !delay.is_zero() {
         // Ringback first, like a PBX that answers after a few rings.
-        let _ = cmd.send(CallCommand::Ring { call }).await;
+        let _ = sip.cmd.send(CallCommand::Ring { call: sip.call }).await;
         let until = tokio::time::Instant::now() + delay;
         loop {
             tokio::select! {
-                ev = events.recv() => match ev {
+                ev = sip.events.recv() => match ev {
                     Some(CallEvent::Ended { reason }) => {
-                        tracing::info!(%call_id, ?reason, "call ended before it was answered");
-                        return;
+                        tracing::info!(call_id = %sip.call_id, ?reason, "call ended before it was answered");
+                        return false;
                     }
                     Some(_) => {}
-                    None => return,
+                    None => return false,
                 },
                 _ = tokio::time::sleep_until(until) => break,
             }
         }
     }
-    if cmd
+    if sip
+        .cmd
         .send(CallCommand::Answer {
-            call,
+            call: sip.call,
             sdp: Bytes::from(body),
         })
         .await
         .is_err()
     {
-        return;
+        return false;
     }
-
-    let mut rx = [0u8; 2048];
     // Wait for the ACK (the SIP layer hangs up if none comes in 64·T1).
+    let mut rx = [0u8; 2048];
     loop {
         tokio::select! {
-            ev = events.recv() => match ev {
+            ev = sip.events.recv() => match ev {
                 Some(CallEvent::Confirmed { ack_body }) => {
                     if media.negotiated.is_none() {
                         let neg = ack_body
                             .as_deref()
                             .and_then(|b| sdp::parse(b).ok())
-                            .and_then(|a| sdp::accept_answer(&local.codecs, &a).ok());
+                            .and_then(|a| sdp::accept_answer(&sip.local.codecs, &a).ok());
                         match neg {
                             Some(n) => media.apply(n, Instant::now()),
                             None => {
-                                tracing::info!(%call_id, "hanging up: the ACK carried no usable SDP answer");
-                                let _ = cmd.send(CallCommand::Hangup { call }).await;
-                                return;
+                                tracing::info!(call_id = %sip.call_id, "hanging up: the ACK carried no usable SDP answer");
+                                sip.hangup().await;
+                                return false;
                             }
                         }
                     }
-                    break;
+                    return true;
                 }
                 Some(CallEvent::Ended { reason }) => {
-                    tracing::info!(%call_id, ?reason, "call ended before it was confirmed");
-                    return;
+                    tracing::info!(call_id = %sip.call_id, ?reason, "call ended before it was confirmed");
+                    return false;
                 }
                 Some(_) => {}
-                None => return,
+                None => return false,
             },
             r = media.socket.recv_from(&mut rx) => {
                 if let Ok((n, from)) = r {
-                    media.on_datagram(n, from, &rx, Instant::now());
+                    let now = Instant::now();
+                    if let Received::Audio { samples, .. } = media.on_datagram(&rx[..n], from, now, dtmf) {
+                        dtmf.on_audio(now, &media.decoded[..samples]);
+                    }
                 }
             }
         }
     }
+}
 
+enum IvrEnd {
+    /// Hung up (or the caller did).
+    Over,
+    /// Right code: join conference `.0` as `.1`.
+    Join(usize, Role),
+}
+
+/// Runs the IVR with prompts paced by the call task.
+#[allow(clippy::too_many_arguments)]
+async fn run_ivr(
+    env: &Arc<CallEnv>,
+    info: &IncomingCall,
+    route: Route,
+    prompts: &PromptSet,
+    sip: &mut Sip,
+    media: &mut LegMedia,
+    dtmf: &mut DtmfReceiver,
+    ivr: &mut Ivr,
+    started: Instant,
+) -> IvrEnd {
     let now = Instant::now();
-    media.clock.restart(
-        now,
-        Duration::from_millis(u64::from(
-            media.negotiated.as_ref().map(|n| n.ptime_ms).unwrap_or(20),
-        )),
-    );
+    let ptime = media.negotiated.as_ref().map(|n| n.ptime_ms).unwrap_or(20);
+    media
+        .clock
+        .restart(now, Duration::from_millis(u64::from(ptime)));
     media.last_rx = now;
     let mut player = PromptPlayer::new();
-    let mut ivr = Ivr::new(Flow::Greeting);
-    ivr.handle(now, Input::Answered);
     let inactivity = env.config.rtp.inactivity_timeout;
-    let mut pending_late_reoffer: Option<RequestId> = None;
+    let mut accepted: Option<(usize, Role)> = None;
+    let mut rx = [0u8; 2048];
+    ivr.handle(now, Input::Answered);
 
     loop {
-        // Act on what the IVR decided.
+        // Keys pressed since the last round go to the IVR (never to the
+        // log: they may be a PIN).
+        while let Some(d) = dtmf.poll_digit() {
+            tracing::debug!(call_id = %sip.call_id, method = d.method.as_str(), "key press");
+            ivr.handle(Instant::now(), Input::Digit(d.key));
+        }
         while let Some(out) = ivr.poll_output() {
             match out {
-                Output::Play(ids) => player.play(
-                    ids.into_iter()
-                        .map(|id| env.prompts.get(id).clone())
-                        .collect(),
-                ),
-                Output::Enqueue(ids) => player.enqueue(
-                    ids.into_iter()
-                        .map(|id| env.prompts.get(id).clone())
-                        .collect(),
-                ),
+                Output::Play(ids) => {
+                    player.play(ids.into_iter().map(|id| prompts.get(id).clone()).collect())
+                }
+                Output::Enqueue(ids) => {
+                    player.enqueue(ids.into_iter().map(|id| prompts.get(id).clone()).collect())
+                }
                 Output::StopPlayback => player.stop(),
-                Output::VerifyCode(_) | Output::Join => {}
+                Output::VerifyCode(code) => {
+                    let (verdict, matched) = verify_code(env, info, route, code).await;
+                    accepted = matched;
+                    ivr.handle(Instant::now(), Input::CodeVerdict(verdict));
+                }
+                Output::Join => match accepted {
+                    Some((i, role)) => return IvrEnd::Join(i, role),
+                    None => {
+                        sip.hangup().await;
+                        return IvrEnd::Over;
+                    }
+                },
                 Output::Hangup => {
-                    tracing::info!(%call_id, secs = started.elapsed().as_secs_f32(), "hanging up: call flow finished");
-                    let _ = cmd.send(CallCommand::Hangup { call }).await;
-                    return;
+                    tracing::info!(call_id = %sip.call_id, secs = started.elapsed().as_secs_f32(), "hanging up: call flow finished");
+                    sip.hangup().await;
+                    return IvrEnd::Over;
                 }
             }
         }
         let mut wake = media.clock.next_deadline();
-        if let Some(t) = ivr.poll_timeout() {
+        for t in [ivr.poll_timeout(), dtmf.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
             wake = wake.min(t);
         }
-        let inactivity_deadline = inactivity
-            .filter(|_| media.expects_rtp())
-            .map(|d| media.last_rx + d);
+        let inactivity_deadline = media.inactivity_deadline(inactivity);
         if let Some(t) = inactivity_deadline {
             wake = wake.min(t);
         }
         tokio::select! {
-            ev = events.recv() => match ev {
-                None => return,
-                Some(CallEvent::Ended { reason }) => {
-                    tracing::info!(%call_id, ?reason, secs = started.elapsed().as_secs_f32(), "call ended");
-                    return;
-                }
-                Some(CallEvent::Reoffer { request, offer, .. }) => {
-                    let now = Instant::now();
-                    let (status, reason, sdp) = match offer {
-                        Some(o) => match sdp::parse(&o).map_err(|e| e.to_string()).and_then(|o| sdp::answer(&mut session, &o, &local).map_err(|e| e.to_string())) {
-                            Ok((neg, text)) => {
-                                media.apply(neg, now);
-                                (200, "OK", Some(Bytes::from(text)))
-                            }
-                            Err(e) => {
-                                tracing::info!(%call_id, error = %e, "refusing re-offer");
-                                (488, "Not Acceptable Here", None)
-                            }
-                        },
-                        None => {
-                            pending_late_reoffer = Some(request);
-                            (200, "OK", Some(Bytes::from(sdp::offer(&mut session, &local, Direction::SendRecv))))
-                        }
-                    };
-                    let _ = cmd.send(CallCommand::Respond { call, request, status, reason, sdp }).await;
-                }
-                Some(CallEvent::ReofferAck { body }) => {
-                    if pending_late_reoffer.take().is_some() {
-                        if let Some(n) = body.as_deref().and_then(|b| sdp::parse(b).ok()).and_then(|a| sdp::accept_answer(&local.codecs, &a).ok()) {
-                            media.apply(n, Instant::now());
-                        }
-                    }
-                }
-                Some(CallEvent::Info { request, .. }) => {
-                    let _ = cmd.send(CallCommand::Respond { call, request, status: 200, reason: "OK", sdp: None }).await;
-                }
-                Some(CallEvent::Confirmed { .. }) => {}
+            ev = sip.events.recv() => match sip.on_event(ev, started).await {
+                SipOutcome::Ended => return IvrEnd::Over,
+                SipOutcome::Media(n) => media.apply(n, Instant::now()),
+                SipOutcome::Digit(k) => dtmf.on_info(Instant::now(), k),
+                SipOutcome::Continue => {}
             },
             r = media.socket.recv_from(&mut rx) => {
                 if let Ok((n, from)) = r {
-                    media.on_datagram(n, from, &rx, Instant::now());
+                    let now = Instant::now();
+                    if let Received::Audio { samples, .. } = media.on_datagram(&rx[..n], from, now, dtmf) {
+                        dtmf.on_audio(now, &media.decoded[..samples]);
+                    }
                 }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
@@ -425,11 +552,150 @@ pub async fn run(
                 if ivr.poll_timeout().is_some_and(|t| now >= t) {
                     ivr.handle(now, Input::Timer);
                 }
+                if dtmf.poll_timeout().is_some_and(|t| now >= t) {
+                    dtmf.handle_timeout(now);
+                }
                 if inactivity_deadline.is_some_and(|t| now >= t) {
-                    tracing::info!(%call_id, "hanging up: no RTP from the caller");
-                    let _ = cmd.send(CallCommand::Hangup { call }).await;
+                    tracing::info!(call_id = %sip.call_id, "hanging up: no RTP from the caller");
+                    sip.hangup().await;
+                    return IvrEnd::Over;
+                }
+            }
+        }
+    }
+}
+
+/// Checks an entered code against the PINs the route allows, with the
+/// brute-force guard before and after. Every candidate PIN is compared
+/// (no early exit), plain ones in constant time, hashed ones off the async
+/// runtime. Failures are logged with caller and source, never the digits.
+async fn verify_code(
+    env: &Arc<CallEnv>,
+    info: &IncomingCall,
+    route: Route,
+    code: EnteredCode,
+) -> (CodeVerdict, Option<(usize, Role)>) {
+    let caller = caller_id(info);
+    let source = info.flow.remote.ip();
+    let scope = guard_scope(&env.config, route);
+    let verdict = env
+        .guard()
+        .check(Instant::now(), &caller, source, Some(&scope));
+    let delay = match verdict {
+        Verdict::LockedOut { .. } => return (CodeVerdict::LockedOut, None),
+        Verdict::Slowed(d) => d,
+        Verdict::Allowed => Duration::ZERO,
+    };
+    let conferences: Vec<usize> = match route {
+        Route::Conference(i) => vec![i],
+        Route::Lobby => (0..env.config.conferences.len()).collect(),
+        _ => vec![],
+    };
+    let mut candidates: Vec<(usize, Role, PinSecret)> = Vec::new();
+    for i in conferences {
+        let Some(c) = env.config.conferences.get(i) else {
+            continue;
+        };
+        if let Some(p) = &c.moderator_pin {
+            candidates.push((i, Role::Moderator, p.clone()));
+        }
+        if let Some(p) = &c.pin {
+            candidates.push((i, Role::Participant, p.clone()));
+        }
+    }
+    let check = move |code: EnteredCode| {
+        let mut found = None;
+        for (i, role, pin) in &candidates {
+            if pin.verify(code.expose()) && found.is_none() {
+                found = Some((*i, *role));
+            }
+        }
+        found
+    };
+    let matched = tokio::task::spawn_blocking(move || check(code))
+        .await
+        .unwrap_or(None);
+    if !delay.is_zero() {
+        // The conference is under attack: every verdict takes longer.
+        tokio::time::sleep(delay).await;
+    }
+    let now = Instant::now();
+    match matched {
+        Some((i, role)) => {
+            env.guard().record_success(now, &caller, source);
+            let name = env
+                .config
+                .conferences
+                .get(i)
+                .map(|c| c.name.as_str())
+                .unwrap_or("");
+            tracing::info!(call_id = %info.call_id, caller = %caller, %source, conference = name, ?role, "code accepted");
+            (CodeVerdict::Accepted, Some((i, role)))
+        }
+        None => {
+            let lock = env
+                .guard()
+                .record_failure(now, &caller, source, Some(&scope));
+            tracing::warn!(call_id = %info.call_id, caller = %caller, %source, conference = %scope, "wrong code");
+            match lock {
+                Some(LockReason::Caller) | Some(LockReason::SourceIp) => {
+                    tracing::warn!(call_id = %info.call_id, caller = %caller, %source, reason = ?lock, "locked out after repeated wrong codes");
+                    (CodeVerdict::LockedOut, None)
+                }
+                Some(LockReason::Conference) => {
+                    tracing::warn!(conference = %scope, "conference under attack: slowing its answers");
+                    (CodeVerdict::Rejected, None)
+                }
+                None => (CodeVerdict::Rejected, None),
+            }
+        }
+    }
+}
+
+/// Hands the leg to the room and stays on as its SIP side.
+async fn run_conference(
+    env: &Arc<CallEnv>,
+    sip: &mut Sip,
+    media: LegMedia,
+    dtmf: DtmfReceiver,
+    joined: (usize, Role),
+    started: Instant,
+) {
+    let (i, role) = joined;
+    let Some(room) = env.room_config(i) else {
+        sip.hangup().await;
+        return;
+    };
+    let leg = LegId(env.next_leg.fetch_add(1, Ordering::Relaxed));
+    let (tx, mut leg_events) = mpsc::unbounded_channel();
+    env.rooms.join(
+        &room,
+        RoomCommand::Join {
+            leg,
+            role,
+            call_id: sip.call_id.clone(),
+            media: Box::new(media),
+            dtmf: Box::new(dtmf),
+            events: tx,
+        },
+    );
+    loop {
+        tokio::select! {
+            ev = sip.events.recv() => match sip.on_event(ev, started).await {
+                SipOutcome::Ended => {
+                    env.rooms.send(&room.name, RoomCommand::Leave { leg });
                     return;
                 }
+                SipOutcome::Media(negotiated) => env.rooms.send(&room.name, RoomCommand::UpdateMedia { leg, negotiated }),
+                SipOutcome::Digit(key) => env.rooms.send(&room.name, RoomCommand::Digit { leg, key }),
+                SipOutcome::Continue => {}
+            },
+            le = leg_events.recv() => {
+                // The room is done with the leg (or is gone): end the call.
+                let (Some(LegEvent::Hangup) | None) = le;
+                tracing::info!(call_id = %sip.call_id, secs = started.elapsed().as_secs_f32(), "hanging up: left the conference");
+                sip.hangup().await;
+                return;
             }
         }
     }

@@ -6,6 +6,8 @@
 //! `call.rs` runs the call's media and IVR.
 
 pub mod call;
+pub mod leg;
+pub mod room;
 pub mod rtp_ports;
 pub mod sip_task;
 pub mod transport;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::conference::guard::BruteForceGuard;
 use crate::config::Config;
 use crate::ivr::prompts::PromptSet;
 use crate::sip::transaction::TimerValues;
@@ -127,10 +130,24 @@ pub async fn start(config: Config, prompts: PromptSet) -> io::Result<ServerHandl
     };
     let (lo, hi) = config.rtp.ports;
     let rtp_ip = config.sip.listen.ip();
+    let mut conference_prompts = Vec::new();
+    for c in &config.conferences {
+        let set = prompts.with_overrides(&c.prompt_files).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("conference {}: {e}", c.name),
+            )
+        })?;
+        conference_prompts.push(set);
+    }
     let env = Arc::new(CallEnv {
         ports: RtpPortAllocator::new(lo, hi),
         prompts,
+        conference_prompts,
         rtp_ip,
+        rooms: Arc::new(room::RoomRegistry::default()),
+        guard: std::sync::Mutex::new(BruteForceGuard::new(config.security.clone())),
+        next_leg: std::sync::atomic::AtomicU64::new(1),
         config: Arc::new(config.clone()),
     });
     let sip = SipTask {

@@ -249,6 +249,8 @@ pub fn pinbridge_config(sip_port: u16, rtp: (u16, u16), prompts: &[(&str, &Path)
     for (name, path) in prompts {
         s.push_str(&format!("{name} = \"{}\"\n", path.display()));
     }
+    // "*98" reads keys back and hangs up after a second of silence.
+    s.push_str("\n[keypad_test]\nnumbers = [\"*98\"]\nidle_timeout_secs = 1\n");
     s.push_str("\n[[conference]]\nname = \"main\"\nnumbers = [\"*\"]\n");
     s
 }

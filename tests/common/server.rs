@@ -10,6 +10,9 @@ use pinbridge::config::Config;
 use pinbridge::ivr::prompts::{PromptId, PromptSet};
 use pinbridge::server::{self, ServerHandle};
 
+/// The keypad test line of the test configuration.
+pub const ECHO: &str = "*98";
+
 pub struct TestServer {
     pub sip: SocketAddr,
     handle: Option<ServerHandle>,
@@ -20,6 +23,12 @@ pub fn test_config() -> Config {
     let mut c = Config::embedded_default();
     c.sip.listen = "127.0.0.1:0".parse().expect("address");
     c.rtp.ports = (20000, 29999);
+    // "*98" reads back keys and hangs up after a second of silence: tests
+    // that need a call the server ends on its own dial it.
+    c.keypad_test = Some(pinbridge::config::KeypadTestSettings {
+        numbers: vec![ECHO.into()],
+        idle_timeout: std::time::Duration::from_secs(1),
+    });
     for conf in &mut c.conferences {
         conf.pin = pinbridge::conference::pin::PinSecret::plain("1234").ok();
     }

@@ -189,6 +189,9 @@ enum Fit {
     NewSegment(u32),
     /// Same press, timestamps re-based backwards; the duration keeps counting.
     Rebase,
+    /// Same press, the timestamp jumped forward while the duration keeps
+    /// rising (a sender or relay whose clock stepped mid-press).
+    Jump,
     /// A packet of this press that changes nothing (duplicate, late, or
     /// after its end).
     Absorb,
@@ -215,9 +218,11 @@ impl Press {
         }
     }
 
-    /// One past the last known sample of the press.
+    /// One past the last known sample of the press, in the timestamps of
+    /// its start. (A re-stamping sender's current stamp plus its duration
+    /// would overshoot: its duration counts from the press start.)
     fn hi(&self) -> u32 {
-        self.seg_ts.wrapping_add(self.seg_dur)
+        self.lo.wrapping_add(self.total)
     }
 
     /// Wrap-safe `lo <= ts < hi`: does `ts` fall inside the press?
@@ -256,6 +261,10 @@ impl Press {
             }
             Fit::Rebase => {
                 self.lo = ts;
+                self.seg_ts = ts;
+                self.advance(d);
+            }
+            Fit::Jump => {
                 self.seg_ts = ts;
                 self.advance(d);
             }
@@ -327,6 +336,12 @@ impl Press {
             // samples after the previous one (accepted even if the last
             // packets of that segment were lost).
             return Fit::NewSegment(rel);
+        }
+        if (1..=RISE_MAX as i16).contains(&self.step(b.duration)) {
+            // Same key, press still open, and the duration goes on rising
+            // from where it was: the timestamp jumped, the press did not
+            // end. A new press would start its duration again from zero.
+            return Fit::Jump;
         }
         Fit::Other
     }
@@ -770,6 +785,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn timestamp_jump_mid_press_with_rising_duration_is_one_press() {
+        let mut r = Rx::new();
+        for (ts, d) in [
+            (5000u32, 160u16),
+            (5000, 320),
+            (5000, 480),
+            (9000, 640),
+            (9000, 800),
+        ] {
+            r.pkt(ts, 9, false, d);
+            r.wait_ms(20);
+        }
+        r.pkt(9000, 9, true, 960);
+        r.wait_ms(400);
+        assert_eq!(r.keys(), "9");
+    }
+
+    #[test]
+    fn restamping_sender_then_the_same_key_again_starts_at_its_first_packet() {
+        let mut r = Rx::new();
+        // Each update stamped with its send time, duration from the press start.
+        for k in 0..10u32 {
+            r.pkt(1000 + 160 * k, 2, k == 9, (160 * (k + 1)) as u16);
+            r.wait_ms(20);
+        }
+        r.wait_ms(80);
+        let second_at = r.now;
+        r.pkt(1000 + 160 * 16, 2, false, 160);
+        assert_eq!(r.keys(), "22");
+        let Some(Rfc4733Event::Started { at, .. }) = r
+            .events
+            .iter()
+            .rev()
+            .find(|e| matches!(e, Rfc4733Event::Started { .. }))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            *at, second_at,
+            "reported at its first packet, not absorbed into the first press"
+        );
     }
 
     #[test]
