@@ -487,7 +487,7 @@ async fn run_ivr(
         // log: they may be a PIN).
         while let Some(d) = dtmf.poll_digit() {
             tracing::debug!(call_id = %sip.call_id, method = d.method.as_str(), "key press");
-            ivr.handle(Instant::now(), Input::Digit(d.key));
+            ivr.handle(d.at, Input::Digit(d.key));
         }
         while let Some(out) = ivr.poll_output() {
             match out {
