@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod otp;
+
 use crate::conference::guard::GuardLimits;
 use crate::conference::pin::PinSecret;
 use crate::conference::room::RoomRules;
@@ -18,7 +20,7 @@ use crate::media::dtmf::DtmfMode;
 use crate::media::g711::Codec;
 
 /// The configuration `pinbridge` runs on when given no file.
-pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// A configuration problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +98,11 @@ pub struct ConferenceSettings {
     pub dtmf_mode: Option<DtmfMode>,
     /// Prompts (and hold music) replaced for this conference only.
     pub prompt_files: BTreeMap<PromptId, PathBuf>,
+    /// PIN, one-time passcode, or both.
+    pub flow: otp::ConferenceFlow,
+    /// Channels for this conference's codes (empty: the participant's or
+    /// the global order).
+    pub otp_channels: Vec<otp::ChannelKind>,
 }
 
 /// A test line that reads back every key pressed.
@@ -127,6 +134,7 @@ pub struct Config {
     pub keypad_test: Option<KeypadTestSettings>,
     pub lobby: Option<LobbySettings>,
     pub conferences: Vec<ConferenceSettings>,
+    pub otp: otp::OtpSettings,
 }
 
 /// Where a dialled number leads.
@@ -197,6 +205,13 @@ struct RawConfig {
     keypad_test: Option<RawKeypadTest>,
     lobby: Option<RawLobby>,
     conference: Vec<RawConference>,
+    store: otp::RawStore,
+    verify: otp::RawVerify,
+    identity: otp::RawIdentity,
+    http: Option<otp::RawHttp>,
+    delivery: otp::RawDelivery,
+    trunk: Option<otp::RawTrunk>,
+    participant: Vec<otp::RawParticipant>,
 }
 
 #[derive(Deserialize)]
@@ -383,6 +398,10 @@ struct RawConference {
     dtmf_mode: Option<String>,
     #[serde(default)]
     prompts: BTreeMap<String, String>,
+    #[serde(default)]
+    flow: Option<String>,
+    #[serde(default)]
+    otp_channels: Vec<String>,
 }
 
 fn max_participants() -> i64 {
@@ -401,9 +420,37 @@ struct Locator<'a> {
     root: Option<toml::Spanned<toml::de::DeTable<'a>>>,
 }
 
+/// Builds errors and paths for validation code in submodules.
+pub(crate) struct Ctx<'a> {
+    file: &'a str,
+    loc: &'a Locator<'a>,
+    base_dir: &'a Path,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn err(&self, path: &[Seg<'_>], message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.loc.line(path),
+            key: key_name(path),
+            message,
+        }
+    }
+
+    /// A path from the file, relative to the file's directory.
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
 /// One step of a key path.
 #[derive(Clone, Copy, Debug)]
-enum Seg<'a> {
+pub(crate) enum Seg<'a> {
     Key(&'a str),
     Index(usize),
 }
@@ -923,7 +970,29 @@ impl Config {
                     )
                 })?),
             };
+            let flow = match &c.flow {
+                None => otp::ConferenceFlow::Pin,
+                Some(f) => otp::ConferenceFlow::from_name(f)
+                    .ok_or_else(|| err(&at("flow"), format!("`{f}` is not pin, otp or pin+otp")))?,
+            };
+            let mut otp_channels = Vec::new();
+            for (j, ch) in c.otp_channels.iter().enumerate() {
+                let kind = otp::ChannelKind::from_name(ch).ok_or_else(|| {
+                    err(
+                        &[
+                            Seg::Key("conference"),
+                            Seg::Index(i),
+                            Seg::Key("otp_channels"),
+                            Seg::Index(j),
+                        ],
+                        format!("unknown channel `{ch}`"),
+                    )
+                })?;
+                otp_channels.push(kind);
+            }
             conferences.push(ConferenceSettings {
+                flow,
+                otp_channels,
                 name: c.name.clone(),
                 numbers: c.numbers.clone(),
                 pin,
@@ -965,7 +1034,39 @@ impl Config {
             }
         }
 
+        let ctx = Ctx {
+            file,
+            loc: &loc,
+            base_dir,
+        };
+        let names: Vec<String> = conferences.iter().map(|c| c.name.clone()).collect();
+        let otp_settings = otp::validate(
+            &ctx,
+            otp::RawOtp {
+                store: &raw.store,
+                verify: &raw.verify,
+                identity: &raw.identity,
+                http: &raw.http,
+                delivery: &raw.delivery,
+                trunk: &raw.trunk,
+                participants: &raw.participant,
+            },
+            &names,
+        )?;
+        for (i, c) in conferences.iter().enumerate() {
+            if c.flow != otp::ConferenceFlow::Pin
+                && otp_settings.verify.channels.is_empty()
+                && c.otp_channels.is_empty()
+            {
+                return Err(err(
+                    &[Seg::Key("conference"), Seg::Index(i), Seg::Key("flow")],
+                    "a one-time-passcode flow needs a delivery channel ([delivery.webhook], [delivery.email], [trunk] or [delivery.log])".into(),
+                ));
+            }
+        }
+
         Ok(Config {
+            otp: otp_settings,
             source: file.to_string(),
             sip: SipSettings {
                 listen,

@@ -1,0 +1,814 @@
+//! Configuration of the one-time-passcode features: the embedded database,
+//! the verification policy, caller identification, the HTTP API and join
+//! page, the delivery channels, the SIP trunk and the participants declared
+//! in the file.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::{Ctx, Seg};
+
+/// How a code reaches a participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChannelKind {
+    /// JSON POST to the operator's SMS gateway.
+    Webhook,
+    /// RFC 3428 MESSAGE through the SIP trunk (SMS over SIP).
+    SipMessage,
+    Email,
+    /// A call through the trunk that reads the code out.
+    Voice,
+    /// The log, for development only.
+    Log,
+}
+
+impl ChannelKind {
+    pub fn from_name(s: &str) -> Option<ChannelKind> {
+        match s {
+            "webhook" | "sms" => Some(ChannelKind::Webhook),
+            "sip-message" => Some(ChannelKind::SipMessage),
+            "email" => Some(ChannelKind::Email),
+            "voice" | "call" => Some(ChannelKind::Voice),
+            "log" => Some(ChannelKind::Log),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::SipMessage => "sip-message",
+            ChannelKind::Email => "email",
+            ChannelKind::Voice => "voice",
+            ChannelKind::Log => "log",
+        }
+    }
+}
+
+/// Which check a conference asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConferenceFlow {
+    #[default]
+    Pin,
+    /// Known caller IDs only; a code is sent to the participant.
+    Otp,
+    /// Both: the PIN, then a code sent to the participant.
+    PinOtp,
+}
+
+impl ConferenceFlow {
+    pub fn from_name(s: &str) -> Option<ConferenceFlow> {
+        match s {
+            "pin" => Some(ConferenceFlow::Pin),
+            "otp" => Some(ConferenceFlow::Otp),
+            "pin+otp" => Some(ConferenceFlow::PinOtp),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// The SQLite file, created on first start.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    /// Digits per code, 4–10.
+    pub code_length: u8,
+    pub ttl: Duration,
+    /// Wrong checks before `max_attempts_reached`.
+    pub max_checks: u32,
+    /// Codes sent to one destination per hour.
+    pub max_sends_per_hour: u32,
+    /// The key of the keyed code hashes (created, mode 0600, on first start).
+    pub key_file: PathBuf,
+    /// Default channels, tried in order (fallback).
+    pub channels: Vec<ChannelKind>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    /// Country calling code for numbers that arrive without one ("1", "44").
+    pub default_country_code: String,
+    /// P-Asserted-Identity is believed only from these addresses.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Accepted API keys as SHA-256 digests (plain keys in the file are
+    /// hashed at load; `sha256:<hex>` entries are taken as they are).
+    pub api_key_hashes: Vec<[u8; 32]>,
+    pub max_body_bytes: usize,
+    /// Serve the web join page at `/`.
+    pub join_page: bool,
+    /// How long a dial-in code from the join page is valid.
+    pub dialin_code_ttl: Duration,
+    /// Key for signing session cookies (created, mode 0600, on first start).
+    pub cookie_key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub url: String,
+    /// HMAC-SHA256 key for the signature header.
+    pub secret: String,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// Plain text, for a local relay only.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkTransport {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrunkSettings {
+    /// Where requests go: `host:port` (an IP address or a name resolved at
+    /// start-up).
+    pub proxy: String,
+    pub transport: TrunkTransport,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The SIP domain used in From and Request-URIs (default: proxy host).
+    pub domain: String,
+    /// Our caller ID on outbound calls and messages.
+    pub from_user: String,
+    pub register: bool,
+    pub register_expires: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParticipantSettings {
+    pub name: String,
+    /// E.164, normalised at load.
+    pub phone: String,
+    pub email: Option<String>,
+    pub moderator: bool,
+    /// Conference names ("*" for all).
+    pub conferences: Vec<String>,
+    /// Preferred channels (empty: the global order).
+    pub channels: Vec<ChannelKind>,
+    /// A recording of the participant's name, played after "welcome".
+    pub name_prompt: Option<PathBuf>,
+}
+
+/// Everything the one-time-passcode features need.
+#[derive(Debug, Clone)]
+pub struct OtpSettings {
+    pub store: StoreSettings,
+    pub verify: VerifySettings,
+    pub identity: IdentitySettings,
+    pub http: Option<HttpSettings>,
+    pub webhook: Option<WebhookSettings>,
+    pub email: Option<EmailSettings>,
+    /// The `log` channel is enabled (development only).
+    pub log_channel: bool,
+    pub trunk: Option<TrunkSettings>,
+    pub participants: Vec<ParticipantSettings>,
+}
+
+// ----------------------------------------------------------------------
+// As written.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawStore {
+    path: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            path: "pinbridge.db".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawVerify {
+    code_length: i64,
+    ttl_secs: i64,
+    max_checks: i64,
+    max_sends_per_hour: i64,
+    key_file: String,
+    channels: Vec<String>,
+}
+
+impl Default for RawVerify {
+    fn default() -> Self {
+        RawVerify {
+            code_length: 6,
+            ttl_secs: 600,
+            max_checks: 5,
+            max_sends_per_hour: 5,
+            key_file: "pinbridge.key".into(),
+            channels: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawIdentity {
+    default_country_code: String,
+    trusted_proxies: Vec<String>,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        RawIdentity {
+            default_country_code: "1".into(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    listen: String,
+    #[serde(default)]
+    api_keys: Vec<String>,
+    #[serde(default = "default_body")]
+    max_body_bytes: i64,
+    #[serde(default = "yes")]
+    join_page: bool,
+    #[serde(default = "five_minutes")]
+    dialin_code_ttl_secs: i64,
+    #[serde(default = "cookie_key")]
+    cookie_key_file: String,
+}
+
+fn default_body() -> i64 {
+    16 * 1024
+}
+fn yes() -> bool {
+    true
+}
+fn five_minutes() -> i64 {
+    300
+}
+fn cookie_key() -> String {
+    "pinbridge-cookie.key".into()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawDelivery {
+    webhook: Option<RawWebhook>,
+    email: Option<RawEmail>,
+    log: Option<RawLogChannel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret: String,
+    #[serde(default = "ten")]
+    timeout_secs: i64,
+    #[serde(default = "three")]
+    retries: i64,
+}
+
+fn ten() -> i64 {
+    10
+}
+fn three() -> i64 {
+    3
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    host: String,
+    #[serde(default = "submission")]
+    port: i64,
+    #[serde(default = "starttls")]
+    security: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    from: String,
+    #[serde(default = "ten")]
+    timeout_secs: i64,
+}
+
+fn submission() -> i64 {
+    587
+}
+fn starttls() -> String {
+    "starttls".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogChannel {
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrunk {
+    proxy: String,
+    #[serde(default = "udp")]
+    transport: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default = "pinbridge_user")]
+    from_user: String,
+    #[serde(default)]
+    register: bool,
+    #[serde(default = "hour")]
+    register_expires: i64,
+}
+
+fn udp() -> String {
+    "udp".into()
+}
+fn pinbridge_user() -> String {
+    "pinbridge".into()
+}
+fn hour() -> i64 {
+    3600
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawParticipant {
+    name: String,
+    phone: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    moderator: bool,
+    #[serde(default = "all")]
+    conferences: Vec<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    name_prompt: Option<String>,
+}
+
+fn all() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// The parts of the raw file this module validates.
+pub(super) struct RawOtp<'a> {
+    pub store: &'a RawStore,
+    pub verify: &'a RawVerify,
+    pub identity: &'a RawIdentity,
+    pub http: &'a Option<RawHttp>,
+    pub delivery: &'a RawDelivery,
+    pub trunk: &'a Option<RawTrunk>,
+    pub participants: &'a [RawParticipant],
+}
+
+fn channels(
+    ctx: &Ctx<'_>,
+    names: &[String],
+    path: &[Seg<'_>],
+) -> Result<Vec<ChannelKind>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let mut p = path.to_vec();
+        p.push(Seg::Index(i));
+        let c = ChannelKind::from_name(n).ok_or_else(|| {
+            ctx.err(
+                &p,
+                format!("unknown channel `{n}` (use webhook, sip-message, email, voice or log)"),
+            )
+        })?;
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Normalises a phone number to E.164 (`+` and 8–15 digits): visual
+/// separators are dropped, `00` and the national trunk prefix `0` are
+/// handled, and numbers without a country code get `default_cc`.
+pub fn normalize_e164(number: &str, default_cc: &str) -> Option<String> {
+    let trimmed = number.trim();
+    let (plus, rest) = match trimmed.strip_prefix('+') {
+        Some(r) => (true, r),
+        None => (false, trimmed),
+    };
+    let digits: String = rest
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let e164 = if plus {
+        digits
+    } else if let Some(intl) = digits.strip_prefix("00") {
+        intl.to_string()
+    } else if default_cc == "1" && digits.len() == 11 && digits.starts_with('1') {
+        // North American numbers are often dialled with the leading 1.
+        digits
+    } else {
+        let national = digits.strip_prefix('0').unwrap_or(&digits);
+        format!("{default_cc}{national}")
+    };
+    (8..=15).contains(&e164.len()).then(|| format!("+{e164}"))
+}
+
+pub(super) fn validate(
+    ctx: &Ctx<'_>,
+    raw: RawOtp<'_>,
+    conference_names: &[String],
+) -> Result<OtpSettings, ConfigError> {
+    let k = |section: &'static str, key: &'static str| [Seg::Key(section), Seg::Key(key)];
+    let range = |v: i64, lo: i64, hi: i64, path: &[Seg<'_>]| -> Result<i64, ConfigError> {
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ctx.err(path, format!("must be between {lo} and {hi}, got {v}")))
+        }
+    };
+
+    let store = StoreSettings {
+        path: ctx.path(&raw.store.path),
+    };
+
+    let v = raw.verify;
+    let mut verify = VerifySettings {
+        code_length: range(v.code_length, 4, 10, &k("verify", "code_length"))? as u8,
+        ttl: Duration::from_secs(range(v.ttl_secs, 30, 86_400, &k("verify", "ttl_secs"))? as u64),
+        max_checks: range(v.max_checks, 1, 100, &k("verify", "max_checks"))? as u32,
+        max_sends_per_hour: range(
+            v.max_sends_per_hour,
+            1,
+            1000,
+            &k("verify", "max_sends_per_hour"),
+        )? as u32,
+        key_file: ctx.path(&v.key_file),
+        channels: channels(ctx, &v.channels, &k("verify", "channels"))?,
+    };
+
+    let id = raw.identity;
+    if id.default_country_code.is_empty()
+        || id.default_country_code.len() > 3
+        || !id.default_country_code.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ctx.err(
+            &k("identity", "default_country_code"),
+            "must be 1 to 3 digits, e.g. \"1\" or \"44\"".into(),
+        ));
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in id.trusted_proxies.iter().enumerate() {
+        trusted_proxies.push(p.parse::<IpAddr>().map_err(|_| {
+            ctx.err(
+                &[
+                    Seg::Key("identity"),
+                    Seg::Key("trusted_proxies"),
+                    Seg::Index(i),
+                ],
+                format!("`{p}` is not an IP address"),
+            )
+        })?);
+    }
+    let identity = IdentitySettings {
+        default_country_code: id.default_country_code.clone(),
+        trusted_proxies,
+    };
+
+    let http = match raw.http {
+        None => None,
+        Some(h) => {
+            let listen = h.listen.parse::<SocketAddr>().map_err(|_| {
+                ctx.err(
+                    &k("http", "listen"),
+                    format!("`{}` is not an IP:port address", h.listen),
+                )
+            })?;
+            let mut api_key_hashes = Vec::new();
+            for (i, key) in h.api_keys.iter().enumerate() {
+                let at = [Seg::Key("http"), Seg::Key("api_keys"), Seg::Index(i)];
+                // Never echo a key in an error.
+                let digest = match key.strip_prefix("sha256:") {
+                    Some(hex) => decode_hex32(hex).ok_or_else(|| {
+                        ctx.err(&at, "a sha256: entry needs 64 hex digits".into())
+                    })?,
+                    None if key.len() >= 16 => sha256(key.as_bytes()),
+                    None => {
+                        return Err(ctx.err(&at, "an API key must be at least 16 characters".into()))
+                    }
+                };
+                api_key_hashes.push(digest);
+            }
+            Some(HttpSettings {
+                listen,
+                api_key_hashes,
+                max_body_bytes: range(h.max_body_bytes, 256, 1 << 20, &k("http", "max_body_bytes"))?
+                    as usize,
+                join_page: h.join_page,
+                dialin_code_ttl: Duration::from_secs(range(
+                    h.dialin_code_ttl_secs,
+                    30,
+                    86_400,
+                    &k("http", "dialin_code_ttl_secs"),
+                )? as u64),
+                cookie_key_file: ctx.path(&h.cookie_key_file),
+            })
+        }
+    };
+
+    let d = [Seg::Key("delivery")];
+    let webhook = match &raw.delivery.webhook {
+        None => None,
+        Some(w) => {
+            let at = |key| [Seg::Key("delivery"), Seg::Key("webhook"), Seg::Key(key)];
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(ctx.err(&at("url"), format!("`{}` is not an http(s) URL", w.url)));
+            }
+            if w.secret.len() < 16 {
+                return Err(ctx.err(&at("secret"), "must be at least 16 characters".into()));
+            }
+            Some(WebhookSettings {
+                url: w.url.clone(),
+                secret: w.secret.clone(),
+                timeout: Duration::from_secs(
+                    range(w.timeout_secs, 1, 120, &at("timeout_secs"))? as u64
+                ),
+                retries: range(w.retries, 0, 10, &at("retries"))? as u32,
+            })
+        }
+    };
+    let email = match &raw.delivery.email {
+        None => None,
+        Some(e) => {
+            let at = |key| [Seg::Key("delivery"), Seg::Key("email"), Seg::Key(key)];
+            let security = match e.security.as_str() {
+                "starttls" => SmtpSecurity::StartTls,
+                "tls" => SmtpSecurity::Tls,
+                "none" => SmtpSecurity::None,
+                other => {
+                    return Err(ctx.err(
+                        &at("security"),
+                        format!("`{other}` is not starttls, tls or none"),
+                    ))
+                }
+            };
+            if e.username.is_some() != e.password.is_some() {
+                return Err(ctx.err(&at("password"), "username and password go together".into()));
+            }
+            if !e.from.contains('@') {
+                return Err(ctx.err(&at("from"), "must be an email address".into()));
+            }
+            Some(EmailSettings {
+                host: e.host.clone(),
+                port: range(e.port, 1, 65535, &at("port"))? as u16,
+                security,
+                username: e.username.clone(),
+                password: e.password.clone(),
+                from: e.from.clone(),
+                timeout: Duration::from_secs(
+                    range(e.timeout_secs, 1, 120, &at("timeout_secs"))? as u64
+                ),
+            })
+        }
+    };
+    let log_channel = raw.delivery.log.as_ref().is_some_and(|l| l.enabled);
+
+    let trunk = match raw.trunk {
+        None => None,
+        Some(t) => {
+            let at = |key| [Seg::Key("trunk"), Seg::Key(key)];
+            let transport = match t.transport.as_str() {
+                "udp" => TrunkTransport::Udp,
+                "tcp" => TrunkTransport::Tcp,
+                other => {
+                    return Err(ctx.err(&at("transport"), format!("`{other}` is not udp or tcp")))
+                }
+            };
+            let host = t
+                .proxy
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(&t.proxy)
+                .trim_matches(['[', ']']);
+            if host.is_empty() {
+                return Err(ctx.err(&at("proxy"), "needs host[:port]".into()));
+            }
+            if t.username.is_some() != t.password.is_some() {
+                return Err(ctx.err(&at("password"), "username and password go together".into()));
+            }
+            Some(TrunkSettings {
+                proxy: if t.proxy.contains(':') && !t.proxy.ends_with(']') {
+                    t.proxy.clone()
+                } else {
+                    format!("{}:5060", t.proxy)
+                },
+                transport,
+                username: t.username.clone(),
+                password: t.password.clone(),
+                domain: t.domain.clone().unwrap_or_else(|| host.to_string()),
+                from_user: t.from_user.clone(),
+                register: t.register,
+                register_expires: range(t.register_expires, 60, 86_400, &at("register_expires"))?
+                    as u32,
+            })
+        }
+    };
+
+    // A channel is usable only if it is configured.
+    let usable = |c: ChannelKind| match c {
+        ChannelKind::Webhook => webhook.is_some(),
+        ChannelKind::Email => email.is_some(),
+        ChannelKind::SipMessage | ChannelKind::Voice => trunk.is_some(),
+        ChannelKind::Log => log_channel,
+    };
+    let why = |c: ChannelKind| match c {
+        ChannelKind::Webhook => "needs [delivery.webhook]",
+        ChannelKind::Email => "needs [delivery.email]",
+        ChannelKind::SipMessage | ChannelKind::Voice => "needs [trunk]",
+        ChannelKind::Log => "needs [delivery.log] enabled = true (development only)",
+    };
+    for (i, c) in verify.channels.iter().enumerate() {
+        if !usable(*c) {
+            return Err(ctx.err(
+                &[Seg::Key("verify"), Seg::Key("channels"), Seg::Index(i)],
+                format!("channel `{}` {}", c.name(), why(*c)),
+            ));
+        }
+    }
+    if verify.channels.is_empty() {
+        // Default order: whatever is configured, SMS first.
+        verify.channels = [
+            ChannelKind::Webhook,
+            ChannelKind::SipMessage,
+            ChannelKind::Email,
+            ChannelKind::Voice,
+            ChannelKind::Log,
+        ]
+        .into_iter()
+        .filter(|c| usable(*c))
+        .collect();
+    }
+
+    let mut participants: Vec<ParticipantSettings> = Vec::new();
+    for (i, p) in raw.participants.iter().enumerate() {
+        let at = |key| [Seg::Key("participant"), Seg::Index(i), Seg::Key(key)];
+        if p.name.trim().is_empty() {
+            return Err(ctx.err(&at("name"), "must not be empty".into()));
+        }
+        let phone = normalize_e164(&p.phone, &identity.default_country_code)
+            .ok_or_else(|| ctx.err(&at("phone"), format!("`{}` is not a phone number", p.phone)))?;
+        if participants.iter().any(|o| o.phone == phone) {
+            return Err(ctx.err(
+                &at("phone"),
+                format!("{phone} belongs to another participant too"),
+            ));
+        }
+        if let Some(e) = &p.email {
+            if !e.contains('@') || e.contains(char::is_whitespace) {
+                return Err(ctx.err(&at("email"), format!("`{e}` is not an email address")));
+            }
+        }
+        for (j, c) in p.conferences.iter().enumerate() {
+            if c != "*" && !conference_names.contains(c) {
+                return Err(ctx.err(
+                    &[
+                        Seg::Key("participant"),
+                        Seg::Index(i),
+                        Seg::Key("conferences"),
+                        Seg::Index(j),
+                    ],
+                    format!("no conference named `{c}`"),
+                ));
+            }
+        }
+        let chans = channels(ctx, &p.channels, &at("channels"))?;
+        for (j, c) in chans.iter().enumerate() {
+            if !usable(*c) {
+                return Err(ctx.err(
+                    &[
+                        Seg::Key("participant"),
+                        Seg::Index(i),
+                        Seg::Key("channels"),
+                        Seg::Index(j),
+                    ],
+                    format!("channel `{}` {}", c.name(), why(*c)),
+                ));
+            }
+            if *c == ChannelKind::Email && p.email.is_none() {
+                return Err(ctx.err(
+                    &at("email"),
+                    "the email channel needs an email address".into(),
+                ));
+            }
+        }
+        participants.push(ParticipantSettings {
+            name: p.name.clone(),
+            phone,
+            email: p.email.clone(),
+            moderator: p.moderator,
+            conferences: p.conferences.clone(),
+            channels: chans,
+            name_prompt: p.name_prompt.as_deref().map(|n| ctx.path(n)),
+        });
+    }
+    let _ = d;
+
+    Ok(OtpSettings {
+        store,
+        verify,
+        identity,
+        http,
+        webhook,
+        email,
+        log_channel,
+        trunk,
+        participants,
+    })
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_normalisation() {
+        assert_eq!(
+            normalize_e164("+1 (201) 555-0123", "1").as_deref(),
+            Some("+12015550123")
+        );
+        assert_eq!(
+            normalize_e164("2015550123", "1").as_deref(),
+            Some("+12015550123")
+        );
+        assert_eq!(
+            normalize_e164("12015550123", "1").as_deref(),
+            Some("+12015550123")
+        );
+        assert_eq!(
+            normalize_e164("0044 20 7946 0958", "1").as_deref(),
+            Some("+442079460958")
+        );
+        assert_eq!(
+            normalize_e164("020 7946 0958", "44").as_deref(),
+            Some("+442079460958")
+        );
+        assert_eq!(normalize_e164("abc", "1"), None);
+        assert_eq!(normalize_e164("+12", "1"), None);
+        assert_eq!(normalize_e164("", "1"), None);
+    }
+}
