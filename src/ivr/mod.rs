@@ -50,6 +50,8 @@ pub enum Input {
     Digit(char),
     /// The answer to `Output::VerifyCode`.
     CodeVerdict(CodeVerdict),
+    /// The answer to `Output::VerifyOtp`.
+    OtpVerdict(OtpVerdict),
     /// The deadline from `poll_timeout` passed.
     Timer,
 }
@@ -63,6 +65,15 @@ pub enum CodeVerdict {
     LockedOut,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpVerdict {
+    Approved,
+    /// Wrong code; the verification is still pending.
+    Wrong,
+    /// Expired, too many wrong codes, or the code could not be sent.
+    Failed,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Play these prompts in order, replacing whatever is playing.
@@ -73,6 +84,12 @@ pub enum Output {
     StopPlayback,
     /// Check this code; answer with `Input::CodeVerdict`.
     VerifyCode(EnteredCode),
+    /// Send the caller's participant a one-time passcode.
+    SendOtp,
+    /// Check this one-time passcode; answer with `Input::OtpVerdict`.
+    VerifyOtp(EnteredCode),
+    /// Append the caller's recorded name, if there is one.
+    EnqueueCallerName,
     /// The code was right and the caller heard "joining": bridge them.
     Join,
     /// End the call.
@@ -113,8 +130,28 @@ impl Default for GatherRules {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Greeting,
-    KeypadTest { idle_timeout: Duration },
+    KeypadTest {
+        idle_timeout: Duration,
+    },
     Pin(GatherRules),
+    /// Known callers only: a code is sent to the participant, who keys it.
+    Otp {
+        otp: GatherRules,
+        known_caller: bool,
+    },
+    /// The PIN, then a one-time passcode (high-security rooms).
+    PinOtp {
+        pin: GatherRules,
+        otp: GatherRules,
+        known_caller: bool,
+    },
+}
+
+/// Which code is being gathered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Pin,
+    Otp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +181,7 @@ const MAX_ENTRY: usize = 32;
 #[derive(Debug)]
 pub struct Ivr {
     flow: Flow,
+    stage: Stage,
     state: State,
     entry: String,
     attempts: u32,
@@ -158,6 +196,7 @@ impl Ivr {
     pub fn new(flow: Flow) -> Self {
         Ivr {
             flow,
+            stage: Stage::Pin,
             state: State::WaitingForAnswer,
             entry: String::new(),
             attempts: 0,
@@ -211,6 +250,65 @@ impl Ivr {
             Flow::Greeting => self.greeting(input),
             Flow::KeypadTest { idle_timeout } => self.keypad(now, input, idle_timeout),
             Flow::Pin(rules) => self.pin(now, input, rules),
+            Flow::Otp { otp, known_caller } => {
+                if self.state == State::WaitingForAnswer && input == Input::Answered {
+                    self.answer_known(known_caller, |ivr| ivr.start_otp(true));
+                    return;
+                }
+                self.pin(now, input, otp)
+            }
+            Flow::PinOtp {
+                pin,
+                otp,
+                known_caller,
+            } => {
+                if self.state == State::WaitingForAnswer && input == Input::Answered {
+                    self.answer_known(known_caller, |ivr| {
+                        ivr.state = State::Gathering;
+                        ivr.play(vec![PromptId::Welcome, PromptId::EnterCode]);
+                    });
+                    return;
+                }
+                let rules = if self.stage == Stage::Otp { otp } else { pin };
+                self.pin(now, input, rules)
+            }
+        }
+    }
+
+    /// One-time passcodes go to known participants only: an unknown
+    /// caller hears so and is hung up.
+    fn answer_known(&mut self, known: bool, start: impl FnOnce(&mut Ivr)) {
+        if known {
+            start(self);
+        } else {
+            self.goodbye(vec![PromptId::UnknownCaller, PromptId::Goodbye]);
+        }
+    }
+
+    /// Sends the code and asks for it ("Welcome <name>. Please enter the
+    /// 6-digit code sent to your device.").
+    fn start_otp(&mut self, welcome: bool) {
+        self.stage = Stage::Otp;
+        self.state = State::Gathering;
+        self.entry.clear();
+        self.attempts = 0;
+        self.unanswered = 0;
+        self.deadline = None;
+        self.out.push_back(Output::SendOtp);
+        if welcome {
+            self.play(vec![PromptId::WelcomeName]);
+            self.out.push_back(Output::EnqueueCallerName);
+            self.out
+                .push_back(Output::Enqueue(vec![PromptId::EnterOtp]));
+        } else {
+            self.play(vec![PromptId::EnterOtp]);
+        }
+    }
+
+    fn ask_prompt(&self) -> PromptId {
+        match self.stage {
+            Stage::Pin => PromptId::EnterCode,
+            Stage::Otp => PromptId::EnterOtp,
         }
     }
 
@@ -285,13 +383,19 @@ impl Ivr {
                         self.goodbye(vec![PromptId::Goodbye]);
                     } else {
                         self.deadline = None;
-                        self.play(vec![PromptId::EnterCode]);
+                        let p = self.ask_prompt();
+                        self.play(vec![p]);
                     }
                 } else {
                     self.submit();
                 }
             }
-            (State::Verifying, Input::CodeVerdict(v)) => self.verdict(v, rules),
+            (State::Verifying, Input::CodeVerdict(v)) if self.stage == Stage::Pin => {
+                self.verdict(v, rules)
+            }
+            (State::Verifying, Input::OtpVerdict(v)) if self.stage == Stage::Otp => {
+                self.otp_verdict(v, rules)
+            }
             (State::Joining, Input::PlaybackFinished) => {
                 self.state = State::Joined;
                 self.out.push_back(Output::Join);
@@ -341,11 +445,36 @@ impl Ivr {
         self.deadline = None;
         self.unanswered = 0;
         let code = EnteredCode(std::mem::take(&mut self.entry));
-        self.out.push_back(Output::VerifyCode(code));
+        self.out.push_back(match self.stage {
+            Stage::Pin => Output::VerifyCode(code),
+            Stage::Otp => Output::VerifyOtp(code),
+        });
+    }
+
+    fn otp_verdict(&mut self, v: OtpVerdict, rules: GatherRules) {
+        match v {
+            OtpVerdict::Approved => {
+                self.state = State::Joining;
+                self.play(vec![PromptId::Correct]);
+            }
+            OtpVerdict::Failed => self.goodbye(vec![PromptId::Goodbye]),
+            OtpVerdict::Wrong => {
+                self.attempts += 1;
+                if self.attempts >= rules.max_attempts {
+                    self.goodbye(vec![PromptId::Goodbye]);
+                } else {
+                    self.state = State::Retrying;
+                    self.play(vec![PromptId::TryAgain]);
+                }
+            }
+        }
     }
 
     fn verdict(&mut self, v: CodeVerdict, rules: GatherRules) {
         match v {
+            CodeVerdict::Accepted if matches!(self.flow, Flow::PinOtp { .. }) => {
+                self.start_otp(true)
+            }
             CodeVerdict::Accepted => {
                 self.state = State::Joining;
                 self.play(vec![PromptId::Joining]);
@@ -561,6 +690,129 @@ mod tests {
             drain(&mut ivr),
             vec![Output::Play(vec![PromptId::LockedOut, PromptId::Goodbye])]
         );
+    }
+
+    fn otp_rules() -> GatherRules {
+        GatherRules {
+            length: CodeLength::Fixed(6),
+            ..GatherRules::default()
+        }
+    }
+
+    fn otp_code(outs: &[Output]) -> Option<String> {
+        outs.iter().find_map(|o| match o {
+            Output::VerifyOtp(c) => Some(c.expose().to_string()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn otp_unknown_caller_is_refused() {
+        let t0 = Instant::now();
+        let mut ivr = Ivr::new(Flow::Otp {
+            otp: otp_rules(),
+            known_caller: false,
+        });
+        ivr.handle(t0, Input::Answered);
+        assert_eq!(
+            drain(&mut ivr),
+            vec![Output::Play(vec![
+                PromptId::UnknownCaller,
+                PromptId::Goodbye
+            ])]
+        );
+        ivr.handle(t0, Input::PlaybackFinished);
+        assert_eq!(drain(&mut ivr), vec![Output::Hangup]);
+    }
+
+    #[test]
+    fn otp_flow_sends_welcomes_by_name_and_joins_on_the_right_code() {
+        let t0 = Instant::now();
+        let mut ivr = Ivr::new(Flow::Otp {
+            otp: otp_rules(),
+            known_caller: true,
+        });
+        ivr.handle(t0, Input::Answered);
+        assert_eq!(
+            drain(&mut ivr),
+            vec![
+                Output::SendOtp,
+                Output::Play(vec![PromptId::WelcomeName]),
+                Output::EnqueueCallerName,
+                Output::Enqueue(vec![PromptId::EnterOtp])
+            ]
+        );
+        let out = keys(&mut ivr, t0, "123456");
+        assert_eq!(otp_code(&out).as_deref(), Some("123456"));
+        ivr.handle(t0, Input::OtpVerdict(OtpVerdict::Approved));
+        assert_eq!(drain(&mut ivr), vec![Output::Play(vec![PromptId::Correct])]);
+        ivr.handle(t0, Input::PlaybackFinished);
+        assert_eq!(drain(&mut ivr), vec![Output::Join]);
+    }
+
+    #[test]
+    fn otp_wrong_code_says_try_again_then_goodbye_at_the_limit() {
+        let t0 = Instant::now();
+        let mut ivr = Ivr::new(Flow::Otp {
+            otp: otp_rules(),
+            known_caller: true,
+        });
+        ivr.handle(t0, Input::Answered);
+        drain(&mut ivr);
+        for attempt in 1..=3 {
+            keys(&mut ivr, t0, "000000");
+            ivr.handle(t0, Input::OtpVerdict(OtpVerdict::Wrong));
+            let out = drain(&mut ivr);
+            let want = if attempt < 3 {
+                vec![PromptId::TryAgain]
+            } else {
+                vec![PromptId::Goodbye]
+            };
+            assert_eq!(out, vec![Output::Play(want)], "attempt {attempt}");
+        }
+    }
+
+    #[test]
+    fn otp_failure_ends_the_call() {
+        let t0 = Instant::now();
+        let mut ivr = Ivr::new(Flow::Otp {
+            otp: otp_rules(),
+            known_caller: true,
+        });
+        ivr.handle(t0, Input::Answered);
+        drain(&mut ivr);
+        keys(&mut ivr, t0, "111111");
+        ivr.handle(t0, Input::OtpVerdict(OtpVerdict::Failed));
+        assert_eq!(drain(&mut ivr), vec![Output::Play(vec![PromptId::Goodbye])]);
+    }
+
+    #[test]
+    fn pin_then_otp() {
+        let t0 = Instant::now();
+        let mut ivr = Ivr::new(Flow::PinOtp {
+            pin: GatherRules::default(),
+            otp: otp_rules(),
+            known_caller: true,
+        });
+        ivr.handle(t0, Input::Answered);
+        assert_eq!(
+            drain(&mut ivr),
+            vec![Output::Play(vec![PromptId::Welcome, PromptId::EnterCode])]
+        );
+        let out = keys(&mut ivr, t0, "1234#");
+        assert_eq!(code(&out).as_deref(), Some("1234"));
+        // An OTP verdict while the PIN is being checked is ignored.
+        ivr.handle(t0, Input::OtpVerdict(OtpVerdict::Approved));
+        assert!(drain(&mut ivr).is_empty());
+        ivr.handle(t0, Input::CodeVerdict(CodeVerdict::Accepted));
+        let out = drain(&mut ivr);
+        assert_eq!(out[0], Output::SendOtp);
+        assert_eq!(
+            otp_code(&keys(&mut ivr, t0, "654321")).as_deref(),
+            Some("654321")
+        );
+        ivr.handle(t0, Input::OtpVerdict(OtpVerdict::Approved));
+        assert_eq!(drain(&mut ivr), vec![Output::Play(vec![PromptId::Correct])]);
     }
 
     #[test]

@@ -503,6 +503,12 @@ async fn run_ivr(
                     accepted = matched;
                     ivr.handle(Instant::now(), Input::CodeVerdict(verdict));
                 }
+                // Routed only once the verification service is wired in.
+                Output::SendOtp | Output::EnqueueCallerName => {}
+                Output::VerifyOtp(_) => ivr.handle(
+                    Instant::now(),
+                    Input::OtpVerdict(crate::ivr::OtpVerdict::Failed),
+                ),
                 Output::Join => match accepted {
                     Some((i, role)) => return IvrEnd::Join(i, role),
                     None => {

@@ -6,6 +6,7 @@ pub mod dialog;
 pub mod flow;
 pub mod grammar;
 pub mod header;
+pub mod identity;
 pub mod message;
 pub mod method;
 pub mod sdp;
