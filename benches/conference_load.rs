@@ -15,7 +15,6 @@
 //! 20 ms schedule, so the harness itself stays cheap.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -205,6 +204,8 @@ impl Leg {
         true
     }
 
+    // nix's recvmsg wants the Vec that cmsg_space! makes.
+    #[allow(clippy::ptr_arg)]
     fn receive(&mut self, buf: &mut [u8], cmsg: &mut Vec<u8>) {
         let counting = self.tick > LEAD + PER_DIGIT * PIN.len() as u64 + JOIN_WAIT;
         loop {

@@ -8,7 +8,10 @@
 
 pub mod conference;
 pub mod config;
+pub mod http;
 pub mod ivr;
 pub mod media;
 pub mod server;
 pub mod sip;
+pub mod store;
+pub mod verify;

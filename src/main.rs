@@ -31,6 +31,14 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Manage the participant directory (the database at `[store] path`).
+    Participants {
+        /// Configuration file (TOML); without it the embedded default is used.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: pinbridge::verify::cli::ParticipantsCommand,
+    },
     /// Print the DTMF digits in a WAV file or an RTP capture (pcap/pcapng):
     /// one line per digit, `<start_ms> <digit> <method>`.
     DetectDtmf {
@@ -75,6 +83,19 @@ fn main() -> ExitCode {
         None => run(RunArgs::default()),
         Some(Command::Run(args)) => run(args),
         Some(Command::HashPin { pin }) => hash_pin_command(pin),
+        Some(Command::Participants { config, command }) => {
+            let config = match config {
+                Some(path) => match Config::load(&path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => Config::embedded_default(),
+            };
+            pinbridge::verify::cli::participants_command(&config, command)
+        }
         Some(Command::DetectDtmf { file, event_pt }) => detect_dtmf_command(&file, event_pt),
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(c) => match PromptSet::load(&c.prompt_files) {

@@ -115,13 +115,27 @@ pub struct HttpSettings {
     pub cookie_key_file: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookSettings {
     pub url: String,
     /// HMAC-SHA256 key for the signature header.
     pub secret: String,
     pub timeout: Duration,
     pub retries: u32,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a gateway token in its query: keep only the
+        // part before `?`.
+        let url = self.url.split('?').next().unwrap_or("");
+        f.debug_struct("WebhookSettings")
+            .field("url", &url)
+            .field("secret", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +147,7 @@ pub enum SmtpSecurity {
     None,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmailSettings {
     pub host: String,
     pub port: u16,
@@ -142,6 +156,24 @@ pub struct EmailSettings {
     pub password: Option<String>,
     pub from: String,
     pub timeout: Duration,
+    /// Extra trusted root certificates (PEM) for the server's TLS, for a
+    /// relay with a private CA; the system's roots stay trusted too.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for EmailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +200,9 @@ pub struct TrunkSettings {
 
 #[derive(Debug, Clone)]
 pub struct ParticipantSettings {
+    /// Unique login for the web join page and the API (None: derived from
+    /// the name when the participant is stored).
+    pub username: Option<String>,
     pub name: String,
     /// E.164, normalised at load.
     pub phone: String,
@@ -323,6 +358,8 @@ struct RawEmail {
     from: String,
     #[serde(default = "ten")]
     timeout_secs: i64,
+    #[serde(default)]
+    ca_file: Option<String>,
 }
 
 fn submission() -> i64 {
@@ -371,6 +408,8 @@ fn hour() -> i64 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawParticipant {
+    #[serde(default)]
+    username: Option<String>,
     name: String,
     phone: String,
     #[serde(default)]
@@ -596,6 +635,26 @@ pub(super) fn validate(
             if !e.from.contains('@') {
                 return Err(ctx.err(&at("from"), "must be an email address".into()));
             }
+            let loopback = e.host == "localhost"
+                || e.host
+                    .trim_matches(['[', ']'])
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if security == SmtpSecurity::None && e.password.is_some() && !loopback {
+                return Err(ctx.err(
+                    &at("security"),
+                    format!(
+                        "\"none\" would send the password to {} unencrypted; use \"starttls\" or \"tls\" (plain text is for a relay on this machine)",
+                        e.host
+                    ),
+                ));
+            }
+            if security == SmtpSecurity::None && e.ca_file.is_some() {
+                return Err(ctx.err(
+                    &at("ca_file"),
+                    "is used only with security = \"starttls\" or \"tls\"".into(),
+                ));
+            }
             Some(EmailSettings {
                 host: e.host.clone(),
                 port: range(e.port, 1, 65535, &at("port"))? as u16,
@@ -606,6 +665,7 @@ pub(super) fn validate(
                 timeout: Duration::from_secs(
                     range(e.timeout_secs, 1, 120, &at("timeout_secs"))? as u64
                 ),
+                ca_file: e.ca_file.as_deref().map(|p| ctx.path(p)),
             })
         }
     };
@@ -719,6 +779,28 @@ pub(super) fn validate(
                 ));
             }
         }
+        let username = match &p.username {
+            None => None,
+            Some(u) => {
+                let u = crate::verify::directory::validate_username(u)
+                    .map_err(|_| {
+                        ctx.err(
+                            &at("username"),
+                            "must be 1 to 32 of a-z, 0-9, '.', '_' or '-', starting with a letter or digit".into(),
+                        )
+                    })?;
+                if participants
+                    .iter()
+                    .any(|o| o.username.as_deref() == Some(&u))
+                {
+                    return Err(ctx.err(
+                        &at("username"),
+                        format!("`{u}` belongs to another participant too"),
+                    ));
+                }
+                Some(u)
+            }
+        };
         let chans = channels(ctx, &p.channels, &at("channels"))?;
         for (j, c) in chans.iter().enumerate() {
             if !usable(*c) {
@@ -740,6 +822,7 @@ pub(super) fn validate(
             }
         }
         participants.push(ParticipantSettings {
+            username,
             name: p.name.clone(),
             phone,
             email: p.email.clone(),
@@ -785,6 +868,35 @@ fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
 
+    fn parse(participants: &str) -> Result<crate::config::Config, ConfigError> {
+        let toml = format!(
+            "[delivery.log]\nenabled = true\n[[conference]]\nname = \"board\"\nnumbers = [\"100\"]\npin = \"1234\"\n{participants}"
+        );
+        crate::config::Config::parse(&toml, "t.toml", std::path::Path::new("."))
+    }
+
+    #[test]
+    fn participant_usernames() {
+        let c = parse(
+            "[[participant]]\nname = \"A\"\nphone = \"+12015550123\"\nusername = \"Alice\"\n\
+             [[participant]]\nname = \"B\"\nphone = \"+12015550124\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.otp.participants[0].username.as_deref(), Some("alice"));
+        assert_eq!(c.otp.participants[1].username, None);
+        let e =
+            parse("[[participant]]\nname = \"A\"\nphone = \"+12015550123\"\nusername = \"a b\"\n")
+                .unwrap_err();
+        assert_eq!(e.key, "participant[0].username");
+        assert_eq!(e.line, Some(10));
+        let e = parse(
+            "[[participant]]\nname = \"A\"\nphone = \"+12015550123\"\nusername = \"x\"\n\
+             [[participant]]\nname = \"B\"\nphone = \"+12015550124\"\nusername = \"X\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("belongs to another participant"), "{e}");
+    }
+
     #[test]
     fn e164_normalisation() {
         assert_eq!(
@@ -810,5 +922,78 @@ mod tests {
         assert_eq!(normalize_e164("abc", "1"), None);
         assert_eq!(normalize_e164("+12", "1"), None);
         assert_eq!(normalize_e164("", "1"), None);
+    }
+
+    fn parse_at_etc(text: &str) -> Result<crate::config::Config, ConfigError> {
+        crate::config::Config::parse(text, "test.toml", std::path::Path::new("/etc/pinbridge"))
+    }
+
+    const CONF: &str = "[[conference]]\nname = \"a\"\n";
+
+    #[test]
+    fn email_ca_file_is_resolved_against_the_config_directory() {
+        let c = parse_at_etc(&format!(
+            "[delivery.email]\nhost = \"mail.example.com\"\nfrom = \"otp@example.com\"\n\
+             username = \"u\"\npassword = \"p\"\nca_file = \"private-ca.pem\"\n{CONF}"
+        ));
+        let email = c.map(|c| c.otp.email).unwrap_or_else(|e| panic!("{e}"));
+        let email = email.unwrap_or_else(|| panic!("no email settings"));
+        assert_eq!(
+            email.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/pinbridge/private-ca.pem"))
+        );
+        assert_eq!(email.security, SmtpSecurity::StartTls);
+        let dbg = format!("{email:?}");
+        assert!(dbg.contains("password: Some(\"<redacted>\")"), "{dbg}");
+
+        let c = parse_at_etc(&format!(
+            "[delivery.email]\nhost = \"h\"\nfrom = \"a@b\"\n{CONF}"
+        ));
+        let email = c.ok().and_then(|c| c.otp.email);
+        assert!(email.is_some_and(|e| e.ca_file.is_none()));
+    }
+
+    #[test]
+    fn email_without_tls_refuses_a_password_off_this_machine_and_a_ca_file() {
+        let e = parse_at_etc(&format!(
+            "[delivery.email]\nhost = \"mail.example.com\"\nsecurity = \"none\"\n\
+             from = \"otp@example.com\"\nusername = \"u\"\npassword = \"p\"\n{CONF}"
+        ));
+        let e = e
+            .err()
+            .unwrap_or_else(|| panic!("accepted a clear-text password"));
+        assert_eq!(e.key, "delivery.email.security");
+        assert!(e.message.contains("unencrypted"), "{e}");
+
+        let ok = parse_at_etc(&format!(
+            "[delivery.email]\nhost = \"127.0.0.1\"\nport = 25\nsecurity = \"none\"\n\
+             from = \"otp@example.com\"\nusername = \"u\"\npassword = \"p\"\n{CONF}"
+        ));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+
+        let e = parse_at_etc(&format!(
+            "[delivery.email]\nhost = \"localhost\"\nsecurity = \"none\"\n\
+             from = \"otp@example.com\"\nca_file = \"ca.pem\"\n{CONF}"
+        ));
+        let e = e
+            .err()
+            .unwrap_or_else(|| panic!("accepted ca_file without TLS"));
+        assert_eq!(e.key, "delivery.email.ca_file");
+    }
+
+    #[test]
+    fn webhook_debug_hides_the_secret_and_query() {
+        let w = WebhookSettings {
+            url: "https://gw.example.com/send?token=t0ken".into(),
+            secret: "0123456789abcdef".into(),
+            timeout: Duration::from_secs(1),
+            retries: 1,
+        };
+        let d = format!("{w:?}");
+        assert!(
+            !d.contains("0123456789abcdef") && !d.contains("t0ken"),
+            "{d}"
+        );
+        assert!(d.contains("https://gw.example.com/send"), "{d}");
     }
 }

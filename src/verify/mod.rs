@@ -1,0 +1,20 @@
+//! One-time passcodes: the verification lifecycle, the participant
+//! directory, one-time dial-in codes and the interface delivery channels
+//! implement.
+//!
+//! `otp`, `dialin` and `directory` are sans-I/O: they take the current time
+//! (unix milliseconds, because verifications outlive a restart) and a
+//! storage to work on, and never read a clock or touch a socket. `service`
+//! is the thin async glue the HTTP API and the IVR share: it runs those
+//! cores on the store thread and calls the delivery channels.
+
+pub mod cli;
+pub mod clock;
+pub mod delivery;
+pub mod dialin;
+pub mod directory;
+pub mod key;
+pub mod otp;
+pub mod random;
+pub mod sender;
+pub mod service;
