@@ -12,7 +12,9 @@
 //! It talks to the SIP task over channels and never blocks the runtime:
 //! argon2 PIN hashes are checked on the blocking pool.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,14 +31,22 @@ use super::sip_task::{CallCommand, CallEvent};
 use crate::conference::guard::{BruteForceGuard, LockReason, Verdict};
 use crate::conference::pin::PinSecret;
 use crate::conference::room::{LegId, Role};
+use crate::config::otp::ConferenceFlow;
 use crate::config::{Config, Route};
 use crate::ivr::prompts::PromptSet;
-use crate::ivr::{CodeVerdict, EnteredCode, Flow, Input, Ivr, Output};
+use crate::ivr::{
+    CodeLength, CodeVerdict, EnteredCode, Flow, GatherRules, Input, Ivr, OtpVerdict, Output,
+};
 use crate::media::dtmf::info::{parse_info, InfoError};
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::player::PromptPlayer;
+use crate::media::prompt::Prompt;
+use crate::sip::identity::caller_user;
 use crate::sip::sdp::{self, Direction, LocalMedia, NegotiatedMedia, SdpSession};
 use crate::sip::ua::{CallHandle, IncomingCall, RequestId};
+use crate::verify::directory::Participant;
+use crate::verify::otp::Status;
+use crate::verify::service::{Channels, CheckBy, ServiceError, Target, VerifyService};
 
 /// What every call task shares.
 pub struct CallEnv {
@@ -52,6 +62,10 @@ pub struct CallEnv {
     /// Shared by all calls; touched a few times per call, never per packet.
     pub guard: Mutex<BruteForceGuard>,
     pub next_leg: AtomicU64,
+    /// The one-time-passcode service (when configured).
+    pub verify: Option<VerifyService>,
+    /// Participants' recorded names, loaded on first use.
+    pub name_prompts: Mutex<HashMap<PathBuf, Prompt>>,
 }
 
 impl CallEnv {
@@ -276,6 +290,53 @@ pub async fn run(
             return;
         }
     };
+    // Conferences with one-time passcodes need to know who is calling.
+    let mut otp = OtpCall::default();
+    let flow = match (route, flow) {
+        (Route::Conference(i), Flow::Pin(rules)) => {
+            let conf_flow = env
+                .config
+                .conferences
+                .get(i)
+                .map(|c| c.flow)
+                .unwrap_or_default();
+            match (conf_flow, &env.verify) {
+                (ConferenceFlow::Pin, _) => Flow::Pin(rules),
+                (_, None) => {
+                    tracing::warn!(%call_id, "one-time passcodes are not configured: refusing the call");
+                    let _ = cmd
+                        .send(CallCommand::Reject {
+                            call,
+                            status: 503,
+                            reason: "Service Unavailable",
+                        })
+                        .await;
+                    return;
+                }
+                (f, Some(service)) => {
+                    otp.participant = identify(&env, service, &info, i).await;
+                    let known_caller = otp.participant.is_some();
+                    let otp_rules = GatherRules {
+                        length: CodeLength::Fixed(usize::from(env.config.otp.verify.code_length)),
+                        ..rules
+                    };
+                    if f == ConferenceFlow::Otp {
+                        Flow::Otp {
+                            otp: otp_rules,
+                            known_caller,
+                        }
+                    } else {
+                        Flow::PinOtp {
+                            pin: rules,
+                            otp: otp_rules,
+                            known_caller,
+                        }
+                    }
+                }
+            }
+        }
+        (_, flow) => flow,
+    };
     let caller = caller_id(&info);
     let source = info.flow.remote.ip();
     if matches!(flow, Flow::Pin(_)) {
@@ -334,7 +395,7 @@ pub async fn run(
 
     let mut ivr = Ivr::new(flow);
     let joined = match run_ivr(
-        &env, &info, route, &prompts, &mut sip, &mut media, &mut dtmf, &mut ivr, started,
+        &env, &info, route, &prompts, &mut sip, &mut media, &mut dtmf, &mut ivr, &mut otp, started,
     )
     .await
     {
@@ -468,6 +529,7 @@ async fn run_ivr(
     media: &mut LegMedia,
     dtmf: &mut DtmfReceiver,
     ivr: &mut Ivr,
+    otp: &mut OtpCall,
     started: Instant,
 ) -> IvrEnd {
     let now = Instant::now();
@@ -504,13 +566,27 @@ async fn run_ivr(
                     ivr.handle(Instant::now(), Input::CodeVerdict(verdict));
                 }
                 // Routed only once the verification service is wired in.
-                Output::SendOtp | Output::EnqueueCallerName => {}
-                Output::VerifyOtp(_) => ivr.handle(
-                    Instant::now(),
-                    Input::OtpVerdict(crate::ivr::OtpVerdict::Failed),
-                ),
+                Output::SendOtp => send_otp(env, route, otp, &sip.call_id),
+                Output::EnqueueCallerName => {
+                    if let Some(p) = caller_name_prompt(env, otp).await {
+                        player.enqueue(vec![p]);
+                    }
+                }
+                Output::VerifyOtp(code) => {
+                    let verdict = check_otp(otp, env, code).await;
+                    if verdict == OtpVerdict::Approved && accepted.is_none() {
+                        if let Route::Conference(i) = route {
+                            accepted = Some((i, Role::Participant));
+                        }
+                    }
+                    ivr.handle(Instant::now(), Input::OtpVerdict(verdict));
+                }
                 Output::Join => match accepted {
-                    Some((i, role)) => return IvrEnd::Join(i, role),
+                    Some((i, role)) => {
+                        // The directory's moderators join as moderators.
+                        let moderator = otp.participant.as_ref().is_some_and(|p| p.moderator);
+                        return IvrEnd::Join(i, if moderator { Role::Moderator } else { role });
+                    }
                     None => {
                         sip.hangup().await;
                         return IvrEnd::Over;
@@ -541,6 +617,11 @@ async fn run_ivr(
                 SipOutcome::Digit(k) => dtmf.on_info(Instant::now(), k),
                 SipOutcome::Continue => {}
             },
+            sent = recv_otp_sent(otp) => {
+                if !sent {
+                    ivr.handle(Instant::now(), Input::OtpVerdict(OtpVerdict::Failed));
+                }
+            }
             r = media.socket.recv_from(&mut rx) => {
                 if let Ok((n, from)) = r {
                     let now = Instant::now();
@@ -618,9 +699,15 @@ async fn verify_code(
         }
         found
     };
-    let matched = tokio::task::spawn_blocking(move || check(code))
+    let dialin_code = code.clone();
+    let mut matched = tokio::task::spawn_blocking(move || check(code))
         .await
         .unwrap_or(None);
+    if matched.is_none() {
+        // A one-time dial-in code from the web join page works in place of
+        // the PIN, once, for its own conference.
+        matched = redeem_dialin(env, route, &dialin_code).await;
+    }
     if !delay.is_zero() {
         // The conference is under attack: every verdict takes longer.
         tokio::time::sleep(delay).await;
@@ -654,6 +741,170 @@ async fn verify_code(
                 }
                 None => (CodeVerdict::Rejected, None),
             }
+        }
+    }
+}
+
+async fn redeem_dialin(
+    env: &Arc<CallEnv>,
+    route: Route,
+    code: &EnteredCode,
+) -> Option<(usize, Role)> {
+    let service = env.verify.as_ref()?;
+    let (redeemed, participant) = service
+        .redeem_dialin(code.expose().to_string())
+        .await
+        .ok()??;
+    let i = env
+        .config
+        .conferences
+        .iter()
+        .position(|c| c.name == redeemed.conference)?;
+    if matches!(route, Route::Conference(r) if r != i) {
+        return None;
+    }
+    tracing::info!(participant = %participant.username, conference = %redeemed.conference, "dial-in code accepted");
+    Some((
+        i,
+        if participant.moderator {
+            Role::Moderator
+        } else {
+            Role::Participant
+        },
+    ))
+}
+
+/// One-time-passcode state of a call.
+#[derive(Default)]
+struct OtpCall {
+    participant: Option<Participant>,
+    /// The outcome of the background send: the verification id when it was
+    /// delivered (or one is already pending), None when it failed.
+    sent: Option<tokio::sync::oneshot::Receiver<Option<String>>>,
+    verification: Option<String>,
+}
+
+/// The known participant this call comes from, if they may join
+/// conference `i`.
+async fn identify(
+    env: &CallEnv,
+    service: &VerifyService,
+    info: &IncomingCall,
+    i: usize,
+) -> Option<Participant> {
+    let number = caller_user(info, &env.config.otp.identity.trusted_proxies)?;
+    let conference = env.config.conferences.get(i)?.name.clone();
+    match service.identify_caller(number).await {
+        Ok(Some(p)) if p.may_join(&conference) => Some(p),
+        Ok(_) => {
+            tracing::info!(call_id = %info.call_id, caller = %info.from.uri_text, "caller is not a participant of this conference");
+            None
+        }
+        Err(e) => {
+            tracing::error!(call_id = %info.call_id, error = %e, "participant lookup failed");
+            None
+        }
+    }
+}
+
+/// Starts the verification in the background (a voice delivery is a whole
+/// phone call): prompts keep playing meanwhile.
+fn send_otp(env: &Arc<CallEnv>, route: Route, otp: &mut OtpCall, call_id: &str) {
+    let (Some(service), Some(p)) = (env.verify.clone(), otp.participant.clone()) else {
+        return;
+    };
+    let conference = match route {
+        Route::Conference(i) => env
+            .config
+            .conferences
+            .get(i)
+            .map(|c| c.otp_channels.clone())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    otp.sent = Some(rx);
+    let call_id = call_id.to_string();
+    tokio::spawn(async move {
+        let result = service
+            .start(
+                Target::Participant(Box::new(p)),
+                Channels {
+                    requested: None,
+                    conference,
+                },
+            )
+            .await;
+        let id = match result {
+            Ok(o) => Some(o.verification.id),
+            // One is already pending and was sent recently enough: the
+            // caller can key the code they have.
+            Err(ServiceError::TooManySends {
+                pending: Some(v), ..
+            }) => Some(v.id),
+            Err(e) => {
+                tracing::warn!(%call_id, error = %e, "one-time passcode not sent");
+                None
+            }
+        };
+        let _ = tx.send(id);
+    });
+}
+
+/// Waits for the background send; pending forever when there is none.
+async fn recv_otp_sent(otp: &mut OtpCall) -> bool {
+    let Some(rx) = otp.sent.as_mut() else {
+        return std::future::pending().await;
+    };
+    let id = rx.await.ok().flatten();
+    otp.sent = None;
+    let ok = id.is_some();
+    otp.verification = id;
+    ok
+}
+
+async fn check_otp(otp: &mut OtpCall, env: &Arc<CallEnv>, code: EnteredCode) -> OtpVerdict {
+    let Some(service) = env.verify.as_ref() else {
+        return OtpVerdict::Failed;
+    };
+    // Until the send has reported, check the participant's pending one.
+    let by = match (&otp.verification, &otp.participant) {
+        (Some(id), _) => CheckBy::Id(id.clone()),
+        (None, Some(p)) => CheckBy::Destination(p.phone.clone()),
+        (None, None) => return OtpVerdict::Failed,
+    };
+    match service.check(by, code.expose().to_string()).await {
+        Ok(c) if c.valid => OtpVerdict::Approved,
+        Ok(c) if c.verification.status == Status::Pending => OtpVerdict::Wrong,
+        Ok(_) => OtpVerdict::Failed,
+        Err(ServiceError::NotFound) => OtpVerdict::Wrong,
+        Err(e) => {
+            tracing::error!(error = %e, "code check failed");
+            OtpVerdict::Failed
+        }
+    }
+}
+
+/// The participant's recorded name, loaded once and cached.
+async fn caller_name_prompt(env: &Arc<CallEnv>, otp: &OtpCall) -> Option<Prompt> {
+    let path = otp.participant.as_ref()?.name_prompt.clone()?;
+    if let Some(p) = env.name_prompts.lock().ok()?.get(&path) {
+        return Some(p.clone());
+    }
+    let load = path.clone();
+    match tokio::task::spawn_blocking(move || Prompt::from_file(&load))
+        .await
+        .ok()?
+    {
+        Ok(p) => {
+            if let Ok(mut cache) = env.name_prompts.lock() {
+                cache.insert(path, p.clone());
+            }
+            Some(p)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load a participant's name recording");
+            None
         }
     }
 }

@@ -21,10 +21,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::conference::guard::BruteForceGuard;
+use crate::config::otp::ConferenceFlow;
 use crate::config::Config;
+use crate::http::{ApiState, HttpServer};
 use crate::ivr::prompts::PromptSet;
 use crate::sip::transaction::TimerValues;
 use crate::sip::ua::{UaConfig, UserAgent};
+use crate::verify::clock::{Clock, SystemClock};
+use crate::verify::delivery::Dispatcher;
+use crate::verify::sender::CodeSender;
+use crate::verify::service::{self, VerifyService};
 use call::CallEnv;
 use rtp_ports::RtpPortAllocator;
 use sip_task::SipTask;
@@ -34,6 +40,10 @@ use transport::ConnectionIds;
 pub struct ServerHandle {
     /// The SIP address actually bound (UDP and TCP share the port).
     pub sip_addr: SocketAddr,
+    /// The HTTP API / join page address, when configured.
+    pub http_addr: Option<SocketAddr>,
+    /// The one-time-passcode service, when configured.
+    pub verify: Option<VerifyService>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     side_tasks: Vec<JoinHandle<()>>,
@@ -97,8 +107,53 @@ fn bind_sockets(
     Err(last_err.unwrap_or_else(|| io::Error::other("could not bind SIP sockets")))
 }
 
+/// Does anything in the configuration need the database and the
+/// verification service?
+fn needs_verify(config: &Config) -> bool {
+    config
+        .conferences
+        .iter()
+        .any(|c| c.flow != ConferenceFlow::Pin)
+        || config.otp.http.is_some()
+        || !config.otp.participants.is_empty()
+}
+
+/// Opens the store and builds the verification service with the
+/// configured delivery channels (blocking work on the blocking pool).
+async fn start_verify(config: &Config, clock: Arc<dyn Clock>) -> io::Result<VerifyService> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    // The service walks the channel order itself; the dispatcher sends on
+    // exactly the channel it is asked for.
+    let dispatcher = Dispatcher::from_settings(&config.otp)
+        .map_err(|e| invalid(e.to_string()))?
+        .with_fallback(Vec::new());
+    let sender: Arc<dyn CodeSender> = Arc::new(dispatcher);
+    let otp = config.otp.clone();
+    let (service, report) =
+        tokio::task::spawn_blocking(move || service::setup(&otp, sender, clock))
+            .await
+            .map_err(|e| invalid(e.to_string()))?
+            .map_err(|e| invalid(format!("{}: {e}", config.otp.store.path.display())))?;
+    tracing::info!(db = %config.otp.store.path.display(), participants = ?report, "participant directory ready");
+    Ok(service)
+}
+
 /// Binds the sockets and starts serving on the current tokio runtime.
 pub async fn start(config: Config, prompts: PromptSet) -> io::Result<ServerHandle> {
+    start_with_clock(config, prompts, Arc::new(SystemClock)).await
+}
+
+/// `start` with the verification clock injected (tests of expiry).
+pub async fn start_with_clock(
+    config: Config,
+    prompts: PromptSet,
+    clock: Arc<dyn Clock>,
+) -> io::Result<ServerHandle> {
+    let verify = if needs_verify(&config) {
+        Some(start_verify(&config, clock).await?)
+    } else {
+        None
+    };
     let (udp, tcp, sip_addr) = bind_sockets(&config)?;
     let udp = udp.map(Arc::new);
     let (net_tx, net_rx) = mpsc::channel(4096);
@@ -148,6 +203,8 @@ pub async fn start(config: Config, prompts: PromptSet) -> io::Result<ServerHandl
         rooms: Arc::new(room::RoomRegistry::default()),
         guard: std::sync::Mutex::new(BruteForceGuard::new(config.security.clone())),
         next_leg: std::sync::atomic::AtomicU64::new(1),
+        verify: verify.clone(),
+        name_prompts: Default::default(),
         config: Arc::new(config.clone()),
     });
     let sip = SipTask {
@@ -165,9 +222,32 @@ pub async fn start(config: Config, prompts: PromptSet) -> io::Result<ServerHandl
         shutdown_grace: Duration::from_secs(5),
     };
     let task = tokio::spawn(sip.run());
+
+    let mut http_addr = None;
+    if let (Some(http), Some(service)) = (&config.otp.http, &verify) {
+        let names = config.conferences.iter().map(|c| c.name.clone()).collect();
+        let app = crate::http::router(
+            ApiState::new(service.clone(), http, names),
+            http.max_body_bytes,
+        );
+        let server = HttpServer::bind(http.listen, app).await?;
+        http_addr = Some(server.local_addr()?);
+        let mut stop = shutdown_tx.subscribe();
+        side_tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = server.run(shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+        tracing::info!(http = ?http_addr, "HTTP API listening");
+    }
     tracing::info!(sip = %sip_addr, udp = config.sip.udp, tcp = config.sip.tcp, rtp_ports = ?config.rtp.ports, "pinbridge listening");
     Ok(ServerHandle {
         sip_addr,
+        http_addr,
+        verify,
         shutdown: shutdown_tx,
         task,
         side_tasks,

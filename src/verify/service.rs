@@ -493,6 +493,39 @@ pub enum SetupError {
     Policy(#[from] PolicyError),
 }
 
+impl VerifyService {
+    /// The participant a caller ID belongs to (normalised to E.164 first).
+    pub async fn identify_caller(
+        &self,
+        number: String,
+    ) -> Result<Option<Participant>, ServiceError> {
+        let cc = self.channels.default_country_code.clone();
+        self.store
+            .call(move |s| super::directory::identify_caller(s, &number, &cc))
+            .await?
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    pub async fn participant(&self, id: i64) -> Result<Option<Participant>, ServiceError> {
+        use super::directory::Directory;
+        self.store
+            .call(move |s| s.by_id(id))
+            .await?
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    pub async fn participant_by_username(
+        &self,
+        username: String,
+    ) -> Result<Option<Participant>, ServiceError> {
+        use super::directory::Directory;
+        self.store
+            .call(move |s| s.by_username(&username))
+            .await?
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+}
+
 /// Start-up: opens (creating, migrating) the database, writes the
 /// participants declared in the config, loads or creates the server key,
 /// and returns the service on its store thread. Blocking (file I/O): call
