@@ -11,6 +11,7 @@ pub mod room;
 pub mod rtp_ports;
 pub mod sip_task;
 pub mod transport;
+pub mod trunk;
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use call::CallEnv;
 use rtp_ports::RtpPortAllocator;
 use sip_task::SipTask;
 use transport::ConnectionIds;
+use trunk::SipHandle;
 
 /// A running server.
 pub struct ServerHandle {
@@ -47,9 +49,15 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     side_tasks: Vec<JoinHandle<()>>,
+    sip: SipHandle,
 }
 
 impl ServerHandle {
+    /// Places calls and sends messages through the configured trunk.
+    pub fn sip(&self) -> SipHandle {
+        self.sip.clone()
+    }
+
     /// Starts a graceful shutdown: every call gets a BYE.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
@@ -173,6 +181,30 @@ pub async fn start_with_clock(
         )));
     }
 
+    // The trunk's address: resolved now, or retried in the background.
+    let (trunk_tx, trunk_rx) = watch::channel(None);
+    if let Some(t) = &config.otp.trunk {
+        let prefer_v4 = sip_addr.is_ipv4();
+        match trunk::resolve_once(&t.proxy, prefer_v4).await {
+            Some(a) => {
+                tracing::info!(proxy = %t.proxy, address = %a, "SIP trunk resolved");
+                let _ = trunk_tx.send(Some(a));
+            }
+            None => side_tasks.push(tokio::spawn(trunk::resolve_until_found(
+                t.proxy.clone(),
+                prefer_v4,
+                trunk_tx,
+            ))),
+        }
+    }
+    let (req_tx, req_rx) = mpsc::channel(256);
+    let sip_handle = SipHandle {
+        requests: req_tx,
+        trunk: trunk_rx.clone(),
+        public_address: config.sip.public_address,
+        listen: sip_addr,
+    };
+
     let ua_cfg = UaConfig {
         timers: TimerValues {
             t1: config.sip.t1,
@@ -220,6 +252,9 @@ pub async fn start_with_clock(
         env,
         shutdown: shutdown_rx,
         shutdown_grace: Duration::from_secs(5),
+        requests: req_rx,
+        trunk: config.otp.trunk.clone(),
+        trunk_address: trunk_rx,
     };
     let task = tokio::spawn(sip.run());
 
@@ -251,5 +286,6 @@ pub async fn start_with_clock(
         shutdown: shutdown_tx,
         task,
         side_tasks,
+        sip: sip_handle,
     })
 }

@@ -132,10 +132,12 @@ pub async fn connect_and_send(
     tx: mpsc::Sender<NetInput>,
 ) {
     match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await {
-        Ok(Ok(stream)) => run_tcp_connection(stream, conn, tx, Some(payload)).await,
+        Ok(Ok(stream)) => return run_tcp_connection(stream, conn, tx, Some(payload)).await,
         Ok(Err(e)) => tracing::debug!(peer = %remote, error = %e, "TCP connect failed"),
         Err(_) => tracing::debug!(peer = %remote, "TCP connect timed out"),
     }
+    // Lets the SIP task drop what it queued for this connection.
+    let _ = tx.send(NetInput::TcpClosed { conn }).await;
 }
 
 /// One TCP connection: frames incoming messages by Content-Length and

@@ -2,6 +2,7 @@
 //! No I/O here; the server shell feeds bytes and time in and sends what
 //! comes out.
 
+pub mod auth;
 pub mod dialog;
 pub mod flow;
 pub mod grammar;

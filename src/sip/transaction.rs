@@ -350,10 +350,13 @@ impl ClientTransaction {
         if self.done {
             return None;
         }
-        Some(match self.retransmit {
-            Some((at, _)) => at.min(self.timeout_at),
-            None => self.timeout_at,
-        })
+        // Once an INVITE is in Proceeding, Timer B no longer applies (see
+        // `handle_timeout`); reporting it would wake the caller in a loop.
+        let timeout = (!(self.invite && self.got_provisional)).then_some(self.timeout_at);
+        [self.retransmit.map(|r| r.0), timeout]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> TimerOutcome {
@@ -496,6 +499,22 @@ mod tests {
             &[ms(500), ms(1500), ms(3500), ms(7500), ms(11500)]
         );
         assert_eq!(end, Some((Duration::from_secs(32), TimerOutcome::TimedOut)));
+    }
+
+    #[test]
+    fn proceeding_invite_has_no_deadline_left() {
+        let t0 = Instant::now();
+        let mut tx = ClientTransaction::new(t0, true, false, TimerValues::default(), Bytes::new());
+        assert!(!tx.on_response(180));
+        assert_eq!(
+            tx.poll_timeout(),
+            None,
+            "the UA bounds the ringing, not Timer B"
+        );
+        assert_eq!(
+            tx.handle_timeout(t0 + Duration::from_secs(40)),
+            TimerOutcome::Nothing
+        );
     }
 
     #[test]

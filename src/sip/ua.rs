@@ -9,6 +9,9 @@
 //! current time in, and takes [`Transmit`]s and [`Event`]s out with
 //! [`UserAgent::poll_transmit`] / [`UserAgent::poll_event`]; it sleeps until
 //! [`UserAgent::poll_timeout`] and then calls [`UserAgent::handle_timeout`].
+//!
+//! The client side (outbound calls, MESSAGE, REGISTER, digest retries)
+//! lives in the child module `uac`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -19,6 +22,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use super::auth::{AuthError, Credentials, DigestClient};
 use super::dialog::{host_port, Dialog};
 use super::flow::{Flow, Transmit, Transport};
 use super::grammar::split_commas;
@@ -34,6 +38,9 @@ use super::transaction::{
     TimerOutcome, TimerValues, TxKey,
 };
 use super::uri::Uri;
+
+mod uac;
+pub use uac::{OutboundCall, OutboundEvent, OutboundMessage, Registration};
 
 /// Methods we implement, for Allow headers and 405 answers.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -53,6 +60,9 @@ pub struct UaConfig {
     pub max_calls: usize,
     /// Body types accepted in INFO requests (others get 415).
     pub info_content_types: Vec<(String, String)>,
+    /// How long an outbound call may ring before we CANCEL it and report
+    /// 408.
+    pub outbound_answer_timeout: Duration,
 }
 
 impl Default for UaConfig {
@@ -67,6 +77,7 @@ impl Default for UaConfig {
                 ("application".into(), "dtmf-relay".into()),
                 ("application".into(), "dtmf".into()),
             ],
+            outbound_answer_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -143,6 +154,26 @@ pub enum Event {
     },
     /// The call is over; the application should release its media.
     Ended { call: CallHandle, reason: EndReason },
+    /// Progress of a call placed with [`UserAgent::call`].
+    Outbound(OutboundEvent),
+    /// The final answer to a MESSAGE sent with [`UserAgent::message`]:
+    /// 2xx is delivered, anything else failed (408 when nothing came back).
+    MessageOutcome {
+        id: RequestId,
+        status: u16,
+        reason: String,
+    },
+    /// The registrar accepted (or refreshed) a registration for `expires`
+    /// seconds; it is refreshed at half that.
+    Registered { id: RequestId, expires: u32 },
+    /// A REGISTER failed (408 when nothing came back); it is retried later.
+    RegistrationFailed {
+        id: RequestId,
+        status: u16,
+        reason: String,
+    },
+    /// The binding was removed (Expires: 0 sent and answered, or given up).
+    Unregistered { id: RequestId },
 }
 
 /// Errors from the application-facing API.
@@ -154,6 +185,12 @@ pub enum UaError {
     UnknownRequest,
     #[error("the call is not in a state that allows this")]
     WrongState,
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("malformed {0}")]
+    Invalid(&'static str),
+    #[error("no such registration")]
+    UnknownRegistration,
 }
 
 /// Values copied from a request into every response to it (§8.2.6.2).
@@ -189,6 +226,11 @@ struct NonInviteTx {
 enum ClientPurpose {
     Bye,
     Refresh(CallHandle),
+    /// The INVITE of an outbound call (and its authenticated retries).
+    Invite(CallHandle),
+    Cancel(CallHandle),
+    Message(RequestId),
+    Register(RequestId),
 }
 
 #[derive(Debug)]
@@ -196,13 +238,24 @@ struct ClientTx {
     tx: ClientTransaction,
     flow: Flow,
     purpose: ClientPurpose,
-    /// For a re-INVITE answered with 2xx: the ACK, resent if the 2xx is.
+    /// For an INVITE with a final response: the ACK, resent if the final
+    /// response is.
     ack: Option<Bytes>,
+    /// For an ACKed 2xx: the To tag it came with. A 2xx with another tag is
+    /// a forked answer, ACKed and hung up.
+    acked_tag: Option<String>,
     linger_until: Option<Instant>,
+    /// The request as sent: for CANCEL, the non-2xx ACK and retries with
+    /// credentials.
+    request: Box<Request>,
+    /// Present when the request may be retried with credentials.
+    digest: Option<DigestClient>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Outbound: INVITE sent, no final response yet.
+    Calling,
     /// INVITE received, waiting for the application.
     Offered,
     /// 2xx sent, waiting for ACK.
@@ -232,8 +285,18 @@ struct SessionTimer {
 #[derive(Debug, Clone, Copy)]
 struct SessionPlan {
     interval: u32,
+    /// As written in the transaction that set the interval.
     refresher: Refresher,
     peer_supports_timer: bool,
+    /// We were the UAC of that transaction (our outbound INVITE); else the
+    /// peer was (its INVITE, re-INVITE or UPDATE).
+    local_is_uac: bool,
+}
+
+impl SessionPlan {
+    fn we_refresh(&self) -> bool {
+        (self.refresher == Refresher::Uac) == self.local_is_uac
+    }
 }
 
 #[derive(Debug)]
@@ -250,6 +313,10 @@ struct Call {
     /// The re-INVITE/UPDATE/INFO requests waiting for the application.
     pending: Vec<RequestId>,
     refresh_in_flight: bool,
+    /// Outbound calls until the final response to the INVITE.
+    uac: Option<Box<uac::Uac>>,
+    /// Outbound calls: for answering challenges to our in-dialog requests.
+    credentials: Option<Credentials>,
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +331,7 @@ enum TimerRef {
     NonInvite(u64),
     Client(u64),
     Call(u64),
+    Registration(u64),
 }
 
 /// The SIP user agent core. See the module documentation.
@@ -275,8 +343,11 @@ pub struct UserAgent {
     dialogs: HashMap<(String, String), CallHandle>,
     invite_txs: HashMap<TxKey, InviteTx>,
     non_invite_txs: HashMap<TxKey, NonInviteTx>,
+    /// Keyed by [`client_key`]: the branch, with CANCEL kept apart from
+    /// the INVITE it shares its branch with.
     client_txs: HashMap<String, ClientTx>,
     pending: HashMap<RequestId, PendingRequest>,
+    registrations: HashMap<RequestId, uac::Reg>,
     /// Timer entries refer to entities by a numeric id resolved here, so the
     /// heap holds no strings.
     timer_ids: HashMap<u64, TimerTarget>,
@@ -294,6 +365,7 @@ enum TimerTarget {
     NonInvite(TxKey),
     Client(String),
     Call(CallHandle),
+    Registration(RequestId),
 }
 
 /// A request that passed validation, with its parsed core headers.
@@ -337,6 +409,7 @@ impl UserAgent {
             non_invite_txs: HashMap::new(),
             client_txs: HashMap::new(),
             pending: HashMap::new(),
+            registrations: HashMap::new(),
             timer_ids: HashMap::new(),
             timer_id_of: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -356,7 +429,8 @@ impl UserAgent {
         self.calls.len()
     }
 
-    /// True when no call and no client transaction is left (for shutdown).
+    /// True when no call and no client transaction (an un-REGISTER
+    /// included) is left (for shutdown).
     pub fn is_idle(&self) -> bool {
         self.calls.is_empty() && self.client_txs.values().all(|c| c.linger_until.is_some())
     }
@@ -407,6 +481,7 @@ impl UserAgent {
             TimerTarget::NonInvite(_) => TimerRef::NonInvite(id),
             TimerTarget::Client(_) => TimerRef::Client(id),
             TimerTarget::Call(_) => TimerRef::Call(id),
+            TimerTarget::Registration(_) => TimerRef::Registration(id),
         };
         self.timers.push(Reverse((at, r)));
     }
@@ -907,6 +982,7 @@ impl UserAgent {
             interval: se.seconds,
             refresher,
             peer_supports_timer,
+            local_is_uac: false,
         }))
     }
 
@@ -1003,6 +1079,8 @@ impl UserAgent {
                 last_local_sdp: None,
                 pending: Vec::new(),
                 refresh_in_flight: false,
+                uac: None,
+                credentials: None,
             },
         );
         self.dialogs.insert((c.call_id.clone(), local_tag), handle);
@@ -1509,15 +1587,13 @@ impl UserAgent {
         }
     }
 
-    /// Session-Expires / Require headers for a 2xx, per the call's plan.
+    /// Session-Expires / Require headers for a 2xx we send, per the call's
+    /// plan (in a response the peer is the UAC).
     fn session_headers(&self, h: CallHandle) -> Vec<(&'static str, String)> {
         let Some(plan) = self.calls.get(&h).and_then(|c| c.session_plan) else {
             return vec![];
         };
-        let who = match plan.refresher {
-            Refresher::Uac => "uac",
-            Refresher::Uas => "uas",
-        };
+        let who = if plan.we_refresh() { "uas" } else { "uac" };
         let mut v = vec![(
             "Session-Expires",
             format!("{};refresher={who}", plan.interval),
@@ -1571,132 +1647,168 @@ impl UserAgent {
         let req = call
             .dialog
             .request(Method::Bye, cseq, &branch, &self.cfg.user_agent);
+        let digest = call.credentials.map(DigestClient::new);
         self.start_client(
             now,
-            branch,
+            &branch,
             call.dialog.flow,
-            req.to_bytes(),
+            req,
             ClientPurpose::Bye,
-            false,
+            digest,
         );
     }
 
+    /// Starts a client transaction for `req` (whose top Via carries
+    /// `branch`), sends it and returns its key.
     fn start_client(
         &mut self,
         now: Instant,
-        branch: String,
+        branch: &str,
         flow: Flow,
-        bytes: Bytes,
+        req: Request,
         purpose: ClientPurpose,
-        invite: bool,
-    ) {
+        digest: Option<DigestClient>,
+    ) -> String {
+        let bytes = req.to_bytes();
         let tx = ClientTransaction::new(
             now,
-            invite,
+            req.method == Method::Invite,
             flow.transport.is_reliable(),
             self.cfg.timers,
             bytes.clone(),
         );
         let at = tx.poll_timeout();
+        let key = client_key(branch, &req.method);
         self.client_txs.insert(
-            branch.clone(),
+            key.clone(),
             ClientTx {
                 tx,
                 flow,
                 purpose,
                 ack: None,
+                acked_tag: None,
                 linger_until: None,
+                request: Box::new(req),
+                digest,
             },
         );
         self.send(flow, bytes);
-        self.schedule(TimerTarget::Client(branch), at);
+        self.schedule(TimerTarget::Client(key.clone()), at);
+        key
+    }
+
+    /// Keeps a finished INVITE transaction for 64·T1 to ACK
+    /// retransmissions of its final response (Timer D, and the 2xx
+    /// retransmissions of §13.2.2.4); sends the ACK now.
+    fn linger_with_ack(
+        &mut self,
+        now: Instant,
+        key: String,
+        mut ctx: ClientTx,
+        ack: Bytes,
+        tag: Option<String>,
+    ) {
+        self.send(ctx.flow, ack.clone());
+        let until = now + self.cfg.timers.timeout();
+        ctx.ack = Some(ack);
+        ctx.acked_tag = tag;
+        ctx.linger_until = Some(until);
+        self.client_txs.insert(key.clone(), ctx);
+        self.schedule(TimerTarget::Client(key), Some(until));
     }
 
     // ------------------------------------------------------------------
     // Responses to our requests
 
     fn handle_response(&mut self, now: Instant, resp: Response) {
-        let Some(branch) = resp
-            .headers
-            .get("Via")
-            .and_then(|v| Via::parse_all(v).ok())
-            .and_then(|v| v.into_iter().next())
-            .and_then(|v| v.branch().map(str::to_string))
-        else {
+        let Some(key) = response_key(&resp) else {
             return;
         };
-        let Some(ctx) = self.client_txs.get_mut(&branch) else {
+        let Some(ctx) = self.client_txs.get_mut(&key) else {
             tracing::debug!(
                 status = resp.status,
                 "dropping response that matches no transaction"
             );
             return;
         };
-        if let Some(ack) = &ctx.ack {
-            // A retransmitted 2xx to our re-INVITE: ACK again.
-            if (200..300).contains(&resp.status) {
-                let (flow, ack) = (ctx.flow, ack.clone());
-                self.send(flow, ack);
+        if ctx.linger_until.is_some() {
+            if resp.status >= 200 {
+                self.on_repeated_final(now, &key, &resp);
             }
             return;
         }
         if !ctx.tx.on_response(resp.status) {
+            if let ClientPurpose::Invite(h) = ctx.purpose {
+                self.on_invite_provisional(now, h, &resp);
+            }
             return;
         }
-        let purpose = ctx.purpose;
-        let invite = ctx.tx.is_invite();
-        let flow = ctx.flow;
-        match purpose {
+        let Some(ctx) = self.client_txs.remove(&key) else {
+            return;
+        };
+        self.forget_timer(&TimerTarget::Client(key.clone()));
+        let (ctx, auth_error) = match self.retry_with_auth(now, &key, ctx, &resp) {
+            uac::AuthRetry::Sent => return,
+            uac::AuthRetry::NotSent(ctx, e) => (*ctx, e),
+        };
+        match ctx.purpose {
             ClientPurpose::Bye => {
                 if resp.status >= 300 {
                     tracing::debug!(status = resp.status, "BYE was refused");
                 }
-                self.client_txs.remove(&branch);
-                self.forget_timer(&TimerTarget::Client(branch));
             }
-            ClientPurpose::Refresh(h) => {
-                if invite {
-                    // Every final response to an INVITE is acknowledged.
-                    let ack = self.build_ack(h, &resp, &branch);
-                    if let Some(ack) = ack {
-                        self.send(flow, ack.clone());
-                        if let Some(ctx) = self.client_txs.get_mut(&branch) {
-                            ctx.ack = Some(ack);
-                            ctx.linger_until = Some(now + self.cfg.timers.timeout());
-                        }
-                        self.schedule(
-                            TimerTarget::Client(branch.clone()),
-                            Some(now + self.cfg.timers.timeout()),
-                        );
-                    }
-                } else {
-                    self.client_txs.remove(&branch);
-                    self.forget_timer(&TimerTarget::Client(branch));
-                }
+            ClientPurpose::Cancel(_) => {}
+            ClientPurpose::Refresh(h) => self.on_refresh_final(now, h, key, ctx, &resp),
+            ClientPurpose::Invite(h) => self.on_invite_final(now, h, key, ctx, &resp, auth_error),
+            ClientPurpose::Message(id) => {
+                let reason = reason_with(&resp, auth_error.as_ref());
+                self.events.push_back(Event::MessageOutcome {
+                    id,
+                    status: resp.status,
+                    reason,
+                });
+            }
+            ClientPurpose::Register(id) => self.on_register_final(now, id, ctx, &resp, auth_error),
+        }
+    }
+
+    /// A final response to a session refresh we sent.
+    fn on_refresh_final(
+        &mut self,
+        now: Instant,
+        h: CallHandle,
+        key: String,
+        ctx: ClientTx,
+        resp: &Response,
+    ) {
+        if ctx.tx.is_invite() {
+            // Every final response to an INVITE is acknowledged.
+            if let Some(ack) = self.build_ack(h, resp, &key) {
+                self.linger_with_ack(now, key, ctx, ack, None);
+            }
+        }
+        if let Some(c) = self.calls.get_mut(&h) {
+            c.refresh_in_flight = false;
+        }
+        match resp.status {
+            200..=299 => self.restart_session_timer(now, h),
+            408 | 481 => {
+                self.send_bye(now, h);
+                self.events.push_back(Event::Ended {
+                    call: h,
+                    reason: EndReason::RefreshFailed,
+                });
+            }
+            _ => {
+                // The session runs until it expires unless the peer
+                // refreshes it (RFC 4028 §10).
                 if let Some(c) = self.calls.get_mut(&h) {
-                    c.refresh_in_flight = false;
-                }
-                match resp.status {
-                    200..=299 => self.restart_session_timer(now, h),
-                    408 | 481 => {
-                        self.send_bye(now, h);
-                        self.events.push_back(Event::Ended {
-                            call: h,
-                            reason: EndReason::RefreshFailed,
-                        });
-                    }
-                    _ => {
-                        // The session runs until it expires unless the peer
-                        // refreshes it (RFC 4028 §10).
-                        if let Some(c) = self.calls.get_mut(&h) {
-                            if let Some(s) = c.session.as_mut() {
-                                s.we_refresh = false;
-                                s.deadline = now + Duration::from_secs(u64::from(s.interval / 2));
-                            }
-                        }
-                        self.schedule_call(h);
+                    if let Some(s) = c.session.as_mut() {
+                        s.we_refresh = false;
+                        s.deadline = now + Duration::from_secs(u64::from(s.interval / 2));
                     }
                 }
+                self.schedule_call(h);
             }
         }
     }
@@ -1729,7 +1841,8 @@ impl UserAgent {
                 TimerRef::Invite(id)
                 | TimerRef::NonInvite(id)
                 | TimerRef::Client(id)
-                | TimerRef::Call(id) => id,
+                | TimerRef::Call(id)
+                | TimerRef::Registration(id) => id,
             };
             let Some(target) = self.timer_ids.get(&id).cloned() else {
                 continue;
@@ -1748,6 +1861,7 @@ impl UserAgent {
                 }
                 TimerTarget::Client(branch) => self.client_timer(now, branch),
                 TimerTarget::Call(h) => self.call_timer(now, h),
+                TimerTarget::Registration(id) => self.registration_timer(now, id),
             }
         }
     }
@@ -1794,13 +1908,25 @@ impl UserAgent {
                 let purpose = ctx.purpose;
                 self.client_txs.remove(&branch);
                 self.forget_timer(&TimerTarget::Client(branch));
-                if let ClientPurpose::Refresh(h) = purpose {
-                    // No answer to our refresh: the peer is gone.
-                    self.send_bye(now, h);
-                    self.events.push_back(Event::Ended {
-                        call: h,
-                        reason: EndReason::RefreshFailed,
-                    });
+                match purpose {
+                    ClientPurpose::Refresh(h) => {
+                        // No answer to our refresh: the peer is gone.
+                        self.send_bye(now, h);
+                        self.events.push_back(Event::Ended {
+                            call: h,
+                            reason: EndReason::RefreshFailed,
+                        });
+                    }
+                    ClientPurpose::Invite(h) => self.invite_timed_out(h),
+                    ClientPurpose::Message(id) => self.events.push_back(Event::MessageOutcome {
+                        id,
+                        status: 408,
+                        reason: "Request Timeout".into(),
+                    }),
+                    ClientPurpose::Register(id) => {
+                        self.registration_timed_out(now, id);
+                    }
+                    ClientPurpose::Bye | ClientPurpose::Cancel(_) => {}
                 }
             }
             TimerOutcome::Nothing => {
@@ -1814,6 +1940,11 @@ impl UserAgent {
         let Some(call) = self.calls.get_mut(&h) else {
             return;
         };
+        if call.phase == Phase::Calling {
+            self.outbound_call_timer(now, h);
+            self.schedule_call(h);
+            return;
+        }
         if let Some(p) = call.pending_2xx.as_mut() {
             if now >= p.give_up {
                 let initial = p.initial;
@@ -1853,7 +1984,17 @@ impl UserAgent {
             if now >= s.deadline {
                 if s.we_refresh && !call.refresh_in_flight {
                     self.send_refresh(now, h);
-                } else if !s.we_refresh {
+                } else if s.we_refresh {
+                    // Our refresh is still unanswered at the session's end
+                    // (a re-INVITE stuck in Proceeding): give up.
+                    tracing::info!(call_id = %call.dialog.call_id, "session refresh unanswered: hanging up");
+                    self.send_bye(now, h);
+                    self.events.push_back(Event::Ended {
+                        call: h,
+                        reason: EndReason::RefreshFailed,
+                    });
+                    return;
+                } else {
                     tracing::info!(call_id = %call.dialog.call_id, "session expired without refresh: hanging up");
                     self.send_bye(now, h);
                     self.events.push_back(Event::Ended {
@@ -1886,10 +2027,13 @@ impl UserAgent {
             .dialog
             .request(method, cseq, &branch, &self.cfg.user_agent);
         req.headers.push("Supported", SUPPORTED);
-        for (n, v) in session_hdrs {
-            if n == "Session-Expires" {
-                req.headers.push(n, v);
-            }
+        // In our request we are the UAC: refresher=uac when we refresh.
+        if let (Some(plan), true) = (call.session_plan, !session_hdrs.is_empty()) {
+            let who = if plan.we_refresh() { "uac" } else { "uas" };
+            req.headers.push(
+                "Session-Expires",
+                format!("{};refresher={who}", plan.interval),
+            );
         }
         if !use_update {
             if let Some(sdp) = &call.last_local_sdp {
@@ -1903,14 +2047,8 @@ impl UserAgent {
             s.deadline = now + Duration::from_secs(u64::from(s.interval / 2));
         }
         let flow = call.dialog.flow;
-        self.start_client(
-            now,
-            branch,
-            flow,
-            req.to_bytes(),
-            ClientPurpose::Refresh(h),
-            !use_update,
-        );
+        let digest = call.credentials.clone().map(DigestClient::new);
+        self.start_client(now, &branch, flow, req, ClientPurpose::Refresh(h), digest);
         self.schedule_call(h);
     }
 
@@ -2030,12 +2168,15 @@ impl UserAgent {
     }
 
     /// Ends a call from our side: BYE once it is answered (after the ACK if
-    /// that is still outstanding, §15), 480 if it was never answered.
+    /// that is still outstanding, §15), 480 if it was never answered; an
+    /// outbound call still ringing is CANCELled (it then reports `Failed`).
+    /// Unknown or finished calls are ignored.
     pub fn hangup(&mut self, now: Instant, call: CallHandle) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         match c.phase {
+            Phase::Calling => self.cancel_outbound(now, call),
             Phase::Offered => {
                 let status = if self.shutting_down { 503 } else { 480 };
                 let reason = if self.shutting_down {
@@ -2050,7 +2191,8 @@ impl UserAgent {
         }
     }
 
-    /// Stops taking calls and hangs up every call. Poll until
+    /// Stops taking and placing calls, hangs up every call and removes
+    /// every registration (Expires: 0). Poll until
     /// [`UserAgent::is_idle`] (bounded by the caller) before exiting.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
@@ -2068,6 +2210,10 @@ impl UserAgent {
                 }
             }
             self.hangup(now, h);
+        }
+        let registrations: Vec<RequestId> = self.registrations.keys().copied().collect();
+        for id in registrations {
+            let _ = self.unregister(now, id);
         }
     }
 }
@@ -2134,11 +2280,13 @@ fn refresh_target(call: &mut Call, req: &Request) {
 
 fn start_session_timer(now: Instant, plan: SessionPlan) -> SessionTimer {
     let interval = plan.interval.max(1);
-    let (we_refresh, after) = match plan.refresher {
+    let we_refresh = plan.we_refresh();
+    let after = if we_refresh {
         // Refresh half-way through the interval.
-        Refresher::Uas => (true, u64::from(interval / 2).max(1)),
+        u64::from(interval / 2).max(1)
+    } else {
         // RFC 4028 §10: give the refresher until SE - min(32, SE/3).
-        Refresher::Uac => (false, u64::from(interval - (interval / 3).min(32))),
+        u64::from(interval - (interval / 3).min(32))
     };
     SessionTimer {
         interval,
@@ -2150,8 +2298,36 @@ fn start_session_timer(now: Instant, plan: SessionPlan) -> SessionTimer {
 fn call_deadline(c: &Call) -> Option<Instant> {
     let a = c.pending_2xx.as_ref().map(|p| p.next.min(p.give_up));
     let b = c.session.map(|s| s.deadline);
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let u = c.uac.as_ref().and_then(|u| u.deadline());
+    [a, b, u].into_iter().flatten().min()
+}
+
+/// The key of a client transaction: its branch, and for CANCEL (which
+/// shares the INVITE's branch) the branch with a suffix.
+fn client_key(branch: &str, method: &Method) -> String {
+    match method {
+        Method::Cancel => format!("{branch} CANCEL"),
+        _ => branch.to_string(),
+    }
+}
+
+/// The client transaction a response belongs to (RFC 3261 §17.1.3: the top
+/// Via branch and the CSeq method).
+fn response_key(resp: &Response) -> Option<String> {
+    let branch = resp
+        .headers
+        .get("Via")
+        .and_then(|v| Via::parse_all(v).ok())
+        .and_then(|v| v.into_iter().next())
+        .and_then(|v| v.branch().map(str::to_string))?;
+    let method = CSeq::parse(resp.headers.get("CSeq")?).ok()?.method;
+    Some(client_key(&branch, &method))
+}
+
+/// The reason phrase, with why a challenge could not be answered.
+fn reason_with(resp: &Response, auth: Option<&AuthError>) -> String {
+    match auth {
+        Some(e) => format!("{} ({e})", resp.reason),
+        None => resp.reason.clone(),
     }
 }

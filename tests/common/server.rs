@@ -52,6 +52,11 @@ impl TestServer {
         }
     }
 
+    /// The API for calls and messages through the trunk.
+    pub fn sip_handle(&self) -> pinbridge::server::trunk::SipHandle {
+        self.handle.as_ref().expect("server running").sip()
+    }
+
     /// Graceful shutdown (BYE to every call) and wait for it.
     pub async fn stop(mut self) {
         if let Some(h) = self.handle.take() {

@@ -313,6 +313,12 @@ impl TestUa {
         self.server
     }
 
+    /// Points the UA at another server address (a fake trunk created
+    /// before pinbridge learns pinbridge's address once it runs).
+    pub fn set_server(&mut self, server: SocketAddr) {
+        self.server = server;
+    }
+
     pub fn transport(&self) -> TransportKind {
         self.kind
     }
