@@ -55,7 +55,7 @@ pub struct CallEnv {
     pub prompts: PromptSet,
     /// Per conference (same index as `config.conferences`): its own prompts.
     pub conference_prompts: Vec<PromptSet>,
-    pub ports: RtpPortAllocator,
+    pub ports: Arc<RtpPortAllocator>,
     /// Address RTP sockets bind to.
     pub rtp_ip: IpAddr,
     pub rooms: Arc<RoomRegistry>,

@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod leg;
+pub mod otp_channels;
 pub mod room;
 pub mod rtp_ports;
 pub mod sip_task;
@@ -33,6 +34,7 @@ use crate::verify::delivery::Dispatcher;
 use crate::verify::sender::CodeSender;
 use crate::verify::service::{self, VerifyService};
 use call::CallEnv;
+use otp_channels::{SipMessageSender, TrunkLink, TrunkParts, VoiceSender};
 use rtp_ports::RtpPortAllocator;
 use sip_task::SipTask;
 use transport::ConnectionIds;
@@ -128,13 +130,22 @@ fn needs_verify(config: &Config) -> bool {
 
 /// Opens the store and builds the verification service with the
 /// configured delivery channels (blocking work on the blocking pool).
-async fn start_verify(config: &Config, clock: Arc<dyn Clock>) -> io::Result<VerifyService> {
+async fn start_verify(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    link: &TrunkLink,
+) -> io::Result<VerifyService> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
     // The service walks the channel order itself; the dispatcher sends on
     // exactly the channel it is asked for.
-    let dispatcher = Dispatcher::from_settings(&config.otp)
+    let mut dispatcher = Dispatcher::from_settings(&config.otp)
         .map_err(|e| invalid(e.to_string()))?
         .with_fallback(Vec::new());
+    if config.otp.trunk.is_some() {
+        dispatcher = dispatcher
+            .with_voice(Arc::new(VoiceSender { link: link.clone() }))
+            .with_sip_message(Arc::new(SipMessageSender { link: link.clone() }));
+    }
     let sender: Arc<dyn CodeSender> = Arc::new(dispatcher);
     let otp = config.otp.clone();
     let (service, report) =
@@ -157,8 +168,9 @@ pub async fn start_with_clock(
     prompts: PromptSet,
     clock: Arc<dyn Clock>,
 ) -> io::Result<ServerHandle> {
+    let link = TrunkLink::default();
     let verify = if needs_verify(&config) {
-        Some(start_verify(&config, clock).await?)
+        Some(start_verify(&config, clock, &link).await?)
     } else {
         None
     };
@@ -228,7 +240,7 @@ pub async fn start_with_clock(
         conference_prompts.push(set);
     }
     let env = Arc::new(CallEnv {
-        ports: RtpPortAllocator::new(lo, hi),
+        ports: Arc::new(RtpPortAllocator::new(lo, hi)),
         prompts,
         conference_prompts,
         rtp_ip,
@@ -238,6 +250,13 @@ pub async fn start_with_clock(
         verify: verify.clone(),
         name_prompts: Default::default(),
         config: Arc::new(config.clone()),
+    });
+    link.bind(TrunkParts {
+        sip: sip_handle.clone(),
+        ports: env.ports.clone(),
+        rtp_ip,
+        prompts: env.prompts.clone(),
+        codecs: config.rtp.codecs.clone(),
     });
     let sip = SipTask {
         ua: UserAgent::new(ua_cfg),
