@@ -182,7 +182,8 @@ pub enum TrunkTransport {
     Tcp,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` hides the password.
+#[derive(Clone)]
 pub struct TrunkSettings {
     /// Where requests go: `host:port` (an IP address or a name resolved at
     /// start-up).
@@ -196,6 +197,21 @@ pub struct TrunkSettings {
     pub from_user: String,
     pub register: bool,
     pub register_expires: u32,
+}
+
+impl std::fmt::Debug for TrunkSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkSettings")
+            .field("proxy", &self.proxy)
+            .field("transport", &self.transport)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("domain", &self.domain)
+            .field("from_user", &self.from_user)
+            .field("register", &self.register)
+            .field("register_expires", &self.register_expires)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ pub mod process;
 pub mod rtp;
 pub mod sdp;
 pub mod server;
+pub mod webhook;
 pub mod sipmsg;
 pub mod ua;
 
