@@ -1,13 +1,17 @@
-//! The HTTP API (axum): verifications and the participant directory.
+//! The HTTP API (axum): verifications and the participant directory, and
+//! beside it the public web join page (see `join`).
 //!
 //! JSON only, API keys required (see `auth`), request bodies limited to
 //! `[http] max_body_bytes`, and every failure a JSON error (see `error`).
 //! The routes are listed in [`ROUTES`] and documented in
-//! `docs/openapi.yaml`; a test keeps the two in step.
+//! `docs/openapi.yaml`; a test keeps the two in step. The join page's own
+//! routes ([`join::JOIN_ROUTES`]) need no key and are documented in the
+//! README.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod join;
 mod participants;
 mod verifications;
 
@@ -94,6 +98,16 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// The API router, with the join page merged beside it when `join` is
+/// given (`[http] join_page`).
+pub fn app(state: ApiState, max_body_bytes: usize, join: Option<join::JoinState>) -> Router {
+    let api = router(state, max_body_bytes);
+    match join {
+        Some(j) => api.merge(join::router(j, max_body_bytes)),
+        None => api,
+    }
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -23,14 +23,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::conference::guard::BruteForceGuard;
-use crate::config::otp::ConferenceFlow;
+use crate::config::otp::{ConferenceFlow, HttpSettings};
 use crate::config::Config;
+use crate::http::join::{JoinConference, JoinState};
 use crate::http::{ApiState, HttpServer};
 use crate::ivr::prompts::PromptSet;
 use crate::sip::transaction::TimerValues;
 use crate::sip::ua::{UaConfig, UserAgent};
 use crate::verify::clock::{Clock, SystemClock};
 use crate::verify::delivery::Dispatcher;
+use crate::verify::key::load_or_create_key;
 use crate::verify::sender::CodeSender;
 use crate::verify::service::{self, VerifyService};
 use call::CallEnv;
@@ -157,6 +159,36 @@ async fn start_verify(
     Ok(service)
 }
 
+/// The web join page's state: the cookie key loaded (or created, mode
+/// 0600) from `[http] cookie_key_file`, and the conferences that take a
+/// dial-in code.
+async fn join_state(
+    config: &Config,
+    http: &HttpSettings,
+    service: &VerifyService,
+) -> io::Result<JoinState> {
+    let path = http.cookie_key_file.clone();
+    let key = tokio::task::spawn_blocking(move || load_or_create_key(&path))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("[http] cookie_key_file: {e}"),
+            )
+        })?;
+    let conferences = JoinConference::from_config(config);
+    if conferences.is_empty() {
+        tracing::warn!("join page: no conference takes a dial-in code (it needs the pin or pin+otp flow and a PIN entry that holds 8 digits)");
+    }
+    Ok(JoinState::new(
+        service.clone(),
+        key,
+        conferences,
+        http.dialin_code_ttl,
+    ))
+}
+
 /// Binds the sockets and starts serving on the current tokio runtime.
 pub async fn start(config: Config, prompts: PromptSet) -> io::Result<ServerHandle> {
     start_with_clock(config, prompts, Arc::new(SystemClock)).await
@@ -280,9 +312,15 @@ pub async fn start_with_clock(
     let mut http_addr = None;
     if let (Some(http), Some(service)) = (&config.otp.http, &verify) {
         let names = config.conferences.iter().map(|c| c.name.clone()).collect();
-        let app = crate::http::router(
+        let join = if http.join_page {
+            Some(join_state(&config, http, service).await?)
+        } else {
+            None
+        };
+        let app = crate::http::app(
             ApiState::new(service.clone(), http, names),
             http.max_body_bytes,
+            join,
         );
         let server = HttpServer::bind(http.listen, app).await?;
         http_addr = Some(server.local_addr()?);
@@ -295,7 +333,7 @@ pub async fn start_with_clock(
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }));
-        tracing::info!(http = ?http_addr, "HTTP API listening");
+        tracing::info!(http = ?http_addr, join_page = http.join_page, "HTTP API listening");
     }
     tracing::info!(sip = %sip_addr, udp = config.sip.udp, tcp = config.sip.tcp, rtp_ports = ?config.rtp.ports, "pinbridge listening");
     Ok(ServerHandle {

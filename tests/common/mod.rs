@@ -10,9 +10,9 @@ pub mod process;
 pub mod rtp;
 pub mod sdp;
 pub mod server;
-pub mod webhook;
 pub mod sipmsg;
 pub mod ua;
+pub mod webhook;
 
 /// Routes `tracing` output (e.g. from a server started in-process) to the
 /// test's captured output; `RUST_LOG` filters it. Safe to call repeatedly.

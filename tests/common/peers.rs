@@ -12,6 +12,7 @@ fn package_for(tool: &str) -> &str {
         "sipp" => "sip-tester",
         "baresip" => "baresip-core",
         "twinkle-console" | "twinkle" => "twinkle-console",
+        "chromedriver" => "chromium-driver",
         "linphonec" | "linphonecsh" | "linphone-daemon" => "linphone-cli",
         other => other,
     }

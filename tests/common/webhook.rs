@@ -53,25 +53,41 @@ impl SmsGateway {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
                     let (head, body) = loop {
-                        let Ok(n) = s.read(&mut chunk).await else { return };
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
                         buf.extend_from_slice(&chunk[..n]);
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                        let len: usize = header(&head, "Content-Length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let len: usize = header(&head, "Content-Length")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
                         if buf.len() >= end + 4 + len {
                             break (head, buf[end + 4..end + 4 + len].to_vec());
                         }
                     };
-                    let ts = header(&head, "X-Pinbridge-Timestamp").unwrap_or("").to_string();
-                    let sig = header(&head, "X-Pinbridge-Signature").unwrap_or("").to_string();
-                    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+                    let ts = header(&head, "X-Pinbridge-Timestamp")
+                        .unwrap_or("")
+                        .to_string();
+                    let sig = header(&head, "X-Pinbridge-Signature")
+                        .unwrap_or("")
+                        .to_string();
+                    let mut mac =
+                        <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
                     mac.update(ts.as_bytes());
                     mac.update(b".");
                     mac.update(&body);
-                    let want: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+                    let want: String = mac
+                        .finalize()
+                        .into_bytes()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
                     let ok = sig.strip_prefix("sha256=") == Some(want.as_str());
                     let status = if ok {
                         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
@@ -88,12 +104,18 @@ impl SmsGateway {
                     } else {
                         "401 Unauthorized"
                     };
-                    let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    );
                     let _ = s.write_all(resp.as_bytes()).await;
                 });
             }
         });
-        SmsGateway { addr, received, task }
+        SmsGateway {
+            addr,
+            received,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,1404 @@
+//! The web join page end to end: pinbridge started in-process with a fake
+//! clock, codes delivered by the real webhook channel to a receiver in the
+//! test that checks the signature; the join API exercised over real TCP
+//! with a hand-written HTTP/1.1 client that keeps the session cookie like a
+//! browser; and the page itself driven in headless Chromium over WebDriver
+//! (a small client over chromedriver's JSON protocol), from the username to
+//! a dial-in code that then admits a SIP call, once.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::g711;
+use common::peers::require_tool;
+use common::rtp::{RtpHeader, RtpRecorder};
+use common::server::prompt_samples;
+use common::ua::{offer_sdp, Call, Direction, InviteOptions, TestUa};
+use pinbridge::config::Config;
+use pinbridge::http::join::session::{Session, SessionKeys, Stage, COOKIE};
+use pinbridge::http::join::JOIN_ROUTES;
+use pinbridge::ivr::prompts::{PromptId, PromptSet};
+use pinbridge::server::{self, ServerHandle};
+use pinbridge::verify::clock::{Clock, ManualClock, SystemClock};
+use pinbridge::verify::delivery::webhook::verify_signature;
+use pinbridge::verify::key::ServerKey;
+use pinbridge::verify::service::VerifyService;
+
+const T0: i64 = 1_700_000_000_000;
+const SECRET: &str = "join-page-webhook-secret";
+const API_KEY: &str = "test-api-key-0123456789";
+const ALICE: &str = "+12015550123";
+const BOB: &str = "+12015550124";
+const DAVE: &str = "+12015550199";
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pinbridge-join-{tag}-{}-{}",
+        std::process::id(),
+        pinbridge::verify::random::id("").unwrap()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+// ----------------------------------------------------------------------
+// The SMS gateway: receives the webhook, checks its signature, keeps the
+// codes; answers 400 (final) for the numbers told to fail.
+
+#[derive(Default)]
+struct Inbox {
+    /// (to, code)
+    codes: Mutex<Vec<(String, String)>>,
+    failing: Mutex<Vec<String>>,
+}
+
+struct Gateway {
+    url: String,
+    inbox: Arc<Inbox>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if verify_signature(
+        SECRET.as_bytes(),
+        h("x-pinbridge-timestamp"),
+        h("x-pinbridge-signature"),
+        &body,
+        now,
+        Duration::from_secs(300),
+    )
+    .is_err()
+    {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let to = v["to"].as_str().unwrap_or("").to_string();
+    let code = v["code"].as_str().unwrap_or("").to_string();
+    if inbox.failing.lock().unwrap().contains(&to) {
+        return StatusCode::BAD_REQUEST;
+    }
+    inbox.codes.lock().unwrap().push((to, code));
+    StatusCode::OK
+}
+
+impl Gateway {
+    async fn start() -> Gateway {
+        let inbox = Arc::new(Inbox::default());
+        let app = axum::Router::new()
+            .route("/sms", axum::routing::post(receive))
+            .with_state(inbox.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Gateway { url, inbox, task }
+    }
+
+    fn fail(&self, to: &str) {
+        self.inbox.failing.lock().unwrap().push(to.into());
+    }
+
+    fn count(&self) -> usize {
+        self.inbox.codes.lock().unwrap().len()
+    }
+
+    /// The last code texted to `to`.
+    fn code_for(&self, to: &str) -> String {
+        self.inbox
+            .codes
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(t, _)| t == to)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| panic!("no code was texted to {to}"))
+    }
+}
+
+// ----------------------------------------------------------------------
+// pinbridge with the join page.
+
+fn config(dir: &Path, gateway: &Gateway, join_page: bool) -> Config {
+    let toml = format!(
+        r#"
+[store]
+path = "{d}/pinbridge.db"
+[verify]
+key_file = "{d}/pinbridge.key"
+[http]
+listen = "127.0.0.1:0"
+api_keys = ["{API_KEY}"]
+join_page = {join_page}
+cookie_key_file = "{d}/cookie.key"
+dialin_code_ttl_secs = 300
+[delivery.webhook]
+url = "{url}"
+secret = "{SECRET}"
+timeout_secs = 5
+retries = 0
+
+[[conference]]
+name = "board"
+numbers = ["4100"]
+pin = "1234"
+[[conference]]
+name = "sales"
+numbers = ["4200"]
+pin = "5678"
+[[conference]]
+name = "phones"
+numbers = ["4300"]
+flow = "otp"
+
+[[participant]]
+name = "Alice Example"
+username = "alice"
+phone = "{ALICE}"
+conferences = ["board", "phones"]
+[[participant]]
+name = "Bob Example"
+username = "bob"
+phone = "{BOB}"
+conferences = ["board", "sales"]
+[[participant]]
+name = "Carol Example"
+username = "carol"
+phone = "+12015550125"
+conferences = ["phones"]
+[[participant]]
+name = "Dave Example"
+username = "dave"
+phone = "{DAVE}"
+"#,
+        d = dir.display(),
+        url = gateway.url,
+    );
+    let mut c = Config::parse(&toml, "join-test.toml", dir).unwrap_or_else(|e| panic!("{e}"));
+    c.sip.listen = "127.0.0.1:0".parse().unwrap();
+    c.rtp.ports = (20000, 29999);
+    c
+}
+
+struct Pinbridge {
+    handle: Option<ServerHandle>,
+    http: SocketAddr,
+    sip: SocketAddr,
+    gateway: Gateway,
+    dir: PathBuf,
+}
+
+impl Pinbridge {
+    async fn start(tag: &str, clock: Arc<dyn Clock>) -> Pinbridge {
+        Self::start_with(tag, clock, true).await
+    }
+
+    async fn start_with(tag: &str, clock: Arc<dyn Clock>, join_page: bool) -> Pinbridge {
+        common::init_tracing();
+        let dir = temp_dir(tag);
+        let gateway = Gateway::start().await;
+        let config = config(&dir, &gateway, join_page);
+        let prompts = PromptSet::load(&config.prompt_files).expect("prompts load");
+        let handle = server::start_with_clock(config, prompts, clock)
+            .await
+            .expect("server starts");
+        Pinbridge {
+            http: handle.http_addr.expect("HTTP is configured"),
+            sip: handle.sip_addr,
+            handle: Some(handle),
+            gateway,
+            dir,
+        }
+    }
+
+    fn verify(&self) -> VerifyService {
+        self.handle
+            .as_ref()
+            .and_then(|h| h.verify.clone())
+            .expect("verification service")
+    }
+
+    fn browser(&self) -> Browser {
+        Browser {
+            addr: self.http,
+            cookie: None,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Pinbridge {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handle {
+            h.shutdown();
+        }
+    }
+}
+
+// ----------------------------------------------------------------------
+// A browser's view of HTTP: raw HTTP/1.1 over TCP, keeping the session
+// cookie the way a browser would (set, replaced, removed by Max-Age=0).
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    text: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn set_cookie(&self) -> Option<&str> {
+        self.header("set-cookie")
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+struct Browser {
+    addr: SocketAddr,
+    /// The `pb_join=...` pair the browser would send.
+    cookie: Option<String>,
+}
+
+impl Browser {
+    async fn post(&mut self, path: &str, body: Value) -> Reply {
+        self.send(
+            "POST",
+            path,
+            Some(&body.to_string()),
+            "application/json",
+            &[],
+        )
+        .await
+    }
+
+    async fn get(&mut self, path: &str) -> Reply {
+        self.send("GET", path, None, "", &[]).await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: &str,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(c) = &self.cookie {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        for (n, v) in extra {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            if !content_type.is_empty() {
+                req.push_str(&format!("Content-Type: {content_type}\r\n"));
+            }
+            req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        }
+        req.push_str("\r\n");
+        if let Some(b) = body {
+            req.push_str(b);
+        }
+        let reply = raw(self.addr, req.as_bytes()).await;
+        if let Some(set) = reply.set_cookie() {
+            let pair = set.split(';').next().unwrap_or("").trim().to_string();
+            if set.contains("Max-Age=0") {
+                self.cookie = None;
+            } else {
+                self.cookie = Some(pair);
+            }
+        }
+        reply
+    }
+}
+
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let text = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Reply {
+        status,
+        headers,
+        text,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn other_code(code: &str) -> String {
+    let mut w: Vec<u8> = code.bytes().collect();
+    w[0] = if w[0] == b'9' { b'0' } else { w[0] + 1 };
+    String::from_utf8(w).unwrap()
+}
+
+// ----------------------------------------------------------------------
+// The join API.
+
+#[tokio::test]
+async fn from_username_to_a_single_use_dialin_code() {
+    let pb = Pinbridge::start("happy", Arc::new(ManualClock::new(T0))).await;
+    let mut b = pb.browser();
+
+    let r = b
+        .post("/join/api/start", json!({ "username": " Alice " }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["to"], "**********23");
+    assert_eq!(body["via"], "sms");
+    assert_eq!(body["code_length"], 6);
+    assert_eq!(body["expires_in"], 600);
+    let set = r.set_cookie().expect("a session cookie").to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/join", "Max-Age=600"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    assert!(set.starts_with(&format!("{COOKIE}=")), "{set}");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(r
+        .header("content-security-policy")
+        .is_some_and(|c| c.contains("default-src 'self'")));
+
+    let code = pb.gateway.code_for(ALICE);
+    assert_eq!(code.len(), 6);
+    assert!(!set.contains(&code), "the cookie never holds the code");
+    assert!(!r.text.contains(&code), "nor does the answer");
+    assert!(!r.text.contains(ALICE), "the number is masked");
+
+    let r = b.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["verified"], true);
+    assert_eq!(body["name"], "Alice Example");
+    // "phones" is an otp-only conference: no PIN to put a code in place of.
+    assert_eq!(
+        body["conferences"],
+        json!([{ "name": "board", "number": "4100", "hash": true }])
+    );
+    let dialin = &body["dialin"];
+    assert_eq!(dialin["conference"], "board");
+    assert_eq!(dialin["number"], "4100");
+    assert_eq!(dialin["expires_in"], 300);
+    assert_eq!(dialin["expires_at"], "2023-11-14T22:18:20Z");
+    let dialin_code = dialin["code"].as_str().unwrap().to_string();
+    assert!(
+        dialin_code.len() == 8 && dialin_code.bytes().all(|c| c.is_ascii_digit()),
+        "{dialin_code}"
+    );
+    let set = r.set_cookie().expect("the verified session");
+    assert!(!set.contains(&dialin_code) && !set.contains(&code));
+
+    // The session is verified: a code again is refused, another dial-in
+    // code for the same conference is fine, another conference is not.
+    let r = b.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (409, "already_verified")
+    );
+    let r = b
+        .post("/join/api/dialin", json!({ "conference": "sales" }))
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (422, "unknown_conference")
+    );
+    let r = b
+        .post("/join/api/dialin", json!({ "conference": "board" }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let second = r.json()["dialin"]["code"].as_str().unwrap().to_string();
+    assert_ne!(second, dialin_code);
+
+    // The IVR's side: single use, bound to Alice and the conference.
+    let verify = pb.verify();
+    let (redeemed, who) = verify
+        .redeem_dialin(dialin_code.clone())
+        .await
+        .unwrap()
+        .expect("the code admits once");
+    assert_eq!(
+        (redeemed.conference.as_str(), who.username.as_str()),
+        ("board", "alice")
+    );
+    assert!(verify.redeem_dialin(dialin_code).await.unwrap().is_none());
+    assert!(verify.redeem_dialin(second).await.unwrap().is_some());
+
+    // Start over.
+    let r = b.post("/join/api/reset", json!({})).await;
+    assert_eq!(r.status, 204);
+    assert!(r.set_cookie().unwrap().contains("Max-Age=0"));
+    assert!(b.cookie.is_none());
+    let r = b
+        .post("/join/api/dialin", json!({ "conference": "board" }))
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "no_session"));
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn several_conferences_the_page_and_its_headers() {
+    let pb = Pinbridge::start("several", Arc::new(ManualClock::new(T0))).await;
+    let mut b = pb.browser();
+
+    let r = b.get("/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert!(r.text.contains("<script src=\"/join/static/join.js\""));
+    let r = b.get("/join/static/join.js").await;
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("text/javascript; charset=utf-8"))
+    );
+    assert!(r.text.contains("/join/api/"));
+    let r = b.get("/join/static/join.css").await;
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("text/css; charset=utf-8"))
+    );
+    // The API beside it still wants its key; unknown paths are JSON 404s.
+    let r = b.get("/v1/participants").await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "unauthorized"));
+    let r = b.get("/join/nothing").await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
+
+    b.post("/join/api/start", json!({ "username": "bob" }))
+        .await;
+    let code = pb.gateway.code_for(BOB);
+    let r = b.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!(
+        body["conferences"],
+        json!([
+            { "name": "board", "number": "4100", "hash": true },
+            { "name": "sales", "number": "4200", "hash": true }
+        ])
+    );
+    assert_eq!(body["dialin"], Value::Null, "the participant chooses first");
+    let r = b
+        .post("/join/api/dialin", json!({ "conference": "sales" }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = r.json()["dialin"].clone();
+    assert_eq!(
+        (d["conference"].as_str(), d["number"].as_str()),
+        (Some("sales"), Some("4200"))
+    );
+    let (redeemed, who) = pb
+        .verify()
+        .redeem_dialin(d["code"].as_str().unwrap().into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (redeemed.conference.as_str(), who.username.as_str()),
+        ("sales", "bob")
+    );
+
+    // Verified, but no conference takes a dial-in code.
+    let mut c = pb.browser();
+    c.post("/join/api/start", json!({ "username": "carol" }))
+        .await;
+    let code = pb.gateway.code_for("+12015550125");
+    let r = c.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "no_conference"));
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_codes_count_down_then_end_the_session() {
+    let pb = Pinbridge::start("wrong", Arc::new(ManualClock::new(T0))).await;
+    let mut b = pb.browser();
+    b.post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    let code = pb.gateway.code_for(ALICE);
+    let wrong = other_code(&code);
+
+    // Not a code at all: said so, and no attempt spent.
+    for bad in ["12ab56", "123", "1234567", ""] {
+        let r = b.post("/join/api/check", json!({ "code": bad })).await;
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (422, "invalid_code"),
+            "{bad}"
+        );
+        assert_eq!(r.message(), "Enter the 6-digit code from the message.");
+    }
+    for left in (1..5).rev() {
+        let r = b.post("/join/api/check", json!({ "code": wrong })).await;
+        assert_eq!((r.status, r.error_code().as_str()), (422, "wrong_code"));
+        assert_eq!(r.json()["error"]["attempts_left"], left);
+        let s = if left == 1 { "" } else { "s" };
+        assert_eq!(
+            r.message(),
+            format!("That code is not correct. {left} attempt{s} left.")
+        );
+        assert!(r.set_cookie().is_none(), "the session goes on");
+    }
+    let kept = b.cookie.clone();
+    let r = b.post("/join/api/check", json!({ "code": wrong })).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (403, "too_many_attempts")
+    );
+    assert!(r.set_cookie().unwrap().contains("Max-Age=0"));
+    // The right code, too late, with the old cookie replayed.
+    b.cookie = kept;
+    let r = b.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (403, "too_many_attempts")
+    );
+    // Spaces typed in the code are fine: a new code, "123 456" style.
+    b.post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    let code = pb.gateway.code_for(ALICE);
+    let spaced = format!("{} {}", &code[..3], &code[3..]);
+    let r = b.post("/join/api/check", json!({ "code": spaced })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn expired_codes_and_sessions() {
+    let clock = ManualClock::new(T0);
+    let pb = Pinbridge::start("expired", Arc::new(clock.clone())).await;
+    let mut b = pb.browser();
+    b.post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    let code = pb.gateway.code_for(ALICE);
+    clock.advance_ms(10 * 60 * 1000);
+    let r = b.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!((r.status, r.error_code().as_str()), (410, "code_expired"));
+    assert_eq!(
+        r.message(),
+        "The code has expired. Enter your username to get a new one."
+    );
+    assert!(r.set_cookie().unwrap().contains("Max-Age=0"));
+
+    // A verified session lasts as long as a code would (10 minutes).
+    b.post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    let code = pb.gateway.code_for(ALICE);
+    let r = b.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let dialin = r.json()["dialin"]["code"].as_str().unwrap().to_string();
+    clock.advance_ms(5 * 60 * 1000);
+    // The dial-in code lived 5 minutes.
+    assert!(pb.verify().redeem_dialin(dialin).await.unwrap().is_none());
+    let r = b
+        .post("/join/api/dialin", json!({ "conference": "board" }))
+        .await;
+    assert_eq!(r.status, 200, "still verified: {}", r.text);
+    clock.advance_ms(5 * 60 * 1000);
+    let r = b
+        .post("/join/api/dialin", json!({ "conference": "board" }))
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (401, "session_expired")
+    );
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn missing_tampered_and_forged_cookies_are_refused() {
+    let pb = Pinbridge::start("cookies", Arc::new(ManualClock::new(T0))).await;
+    let mut b = pb.browser();
+
+    // No cookie at all.
+    for (path, body) in [
+        ("/join/api/check", json!({ "code": "123456" })),
+        ("/join/api/dialin", json!({ "conference": "board" })),
+    ] {
+        let r = b.post(path, body).await;
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (401, "no_session"),
+            "{path}"
+        );
+        assert_eq!(
+            r.message(),
+            "Your session was not found. Enter your username to start again."
+        );
+    }
+
+    b.post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    let code = pb.gateway.code_for(ALICE);
+    let genuine = b.cookie.clone().unwrap();
+    let value = genuine
+        .strip_prefix(&format!("{COOKIE}="))
+        .unwrap()
+        .to_string();
+    let parts: Vec<&str> = value.split('.').collect();
+    assert_eq!(parts.len(), 6, "{value}");
+
+    // A code-stage session cannot ask for a dial-in code.
+    let r = b
+        .post("/join/api/dialin", json!({ "conference": "board" }))
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "not_verified"));
+
+    let with = |i: usize, new: &str| {
+        let mut p = parts.clone();
+        p[i] = new;
+        format!("{COOKIE}={}", p.join("."))
+    };
+    let mut flipped_mac = parts[5].to_string();
+    let last = flipped_mac.pop().unwrap();
+    flipped_mac.push(if last == '0' { '1' } else { '0' });
+    let bob_id = pb
+        .verify()
+        .participant_by_username("bob".into())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let tampered = [
+        with(1, "v"),                            // promoted to verified
+        with(2, &bob_id.to_string()),            // someone else
+        with(4, &(T0 + 86_400_000).to_string()), // lives longer
+        with(5, &flipped_mac),                   // the MAC itself
+        format!("{COOKIE}=garbage"),
+        format!("{COOKIE}={}", "9".repeat(5000)),
+    ];
+    for t in tampered {
+        b.cookie = Some(t.clone());
+        let r = b.post("/join/api/check", json!({ "code": code })).await;
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (401, "no_session"),
+            "{t}"
+        );
+    }
+    // Well formed and verified, but signed with another key.
+    let forged = SessionKeys::new(ServerKey::from_bytes([7; 32])).encode(&Session {
+        stage: Stage::Verified,
+        participant_id: bob_id,
+        verification_id: parts[3].to_string(),
+        expires_ms: T0 + 600_000,
+    });
+    b.cookie = Some(format!("{COOKIE}={forged}"));
+    let r = b
+        .post("/join/api/dialin", json!({ "conference": "board" }))
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "no_session"));
+
+    // None of that spent an attempt: the genuine cookie still works.
+    b.cookie = Some(genuine);
+    let r = b.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_content_types_and_cross_site_requests() {
+    let pb = Pinbridge::start("guards", Arc::new(ManualClock::new(T0))).await;
+    let mut b = pb.browser();
+    let alice = json!({ "username": "alice" }).to_string();
+
+    let big = json!({ "username": "a".repeat(2000) }).to_string();
+    let r = b
+        .send(
+            "POST",
+            "/join/api/start",
+            Some(&big),
+            "application/json",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (413, "payload_too_large")
+    );
+    // What a cross-site HTML form can send: refused.
+    for ct in ["text/plain", "application/x-www-form-urlencoded", ""] {
+        let r = b
+            .send("POST", "/join/api/start", Some(&alice), ct, &[])
+            .await;
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (415, "unsupported_media_type"),
+            "{ct:?}"
+        );
+    }
+    let r = b
+        .send(
+            "POST",
+            "/join/api/start",
+            Some(&alice),
+            "application/json",
+            &[("Sec-Fetch-Site", "cross-site")],
+        )
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "cross_site"));
+    let r = b
+        .send(
+            "POST",
+            "/join/api/start",
+            Some("{\"username\": "),
+            "application/json",
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_json"));
+    for body in [
+        json!({ "username": "alice", "extra": 1 }),
+        json!({}),
+        json!([1]),
+    ] {
+        let r = b.post("/join/api/start", body.clone()).await;
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (422, "invalid_request"),
+            "{body}"
+        );
+    }
+    let r = b.get("/join/api/start").await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (405, "method_not_allowed")
+    );
+    // Every join route is served, without an API key.
+    for (method, path) in JOIN_ROUTES {
+        let r = if *method == "get" {
+            b.get(path).await
+        } else {
+            b.post(path, json!({})).await
+        };
+        assert!(
+            ![401, 404, 405].contains(&r.status),
+            "{method} {path}: {}",
+            r.status
+        );
+    }
+    assert_eq!(pb.gateway.count(), 0, "none of that sent a code");
+    assert!(b.cookie.is_none());
+
+    // The same request from our own page goes through; reached through a
+    // TLS-terminating proxy, the cookie is Secure.
+    let r = b
+        .send(
+            "POST",
+            "/join/api/start",
+            Some(&alice),
+            "application/json",
+            &[
+                ("Sec-Fetch-Site", "same-origin"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.set_cookie().unwrap().ends_with("; Secure"));
+    let r = b
+        .post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    assert!(!r.set_cookie().unwrap().contains("Secure"));
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_usernames_send_limits_and_delivery_failures() {
+    let pb = Pinbridge::start("limits", Arc::new(ManualClock::new(T0))).await;
+    let mut b = pb.browser();
+
+    for name in ["nobody", "not a username!", "x".repeat(64).as_str()] {
+        let r = b.post("/join/api/start", json!({ "username": name })).await;
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (404, "unknown_username"),
+            "{name}"
+        );
+        assert_eq!(
+            r.message(),
+            "There is no participant with that username. Check the spelling, or ask the organizer to add you."
+        );
+        assert!(r.set_cookie().is_none());
+    }
+    let r = b.post("/join/api/start", json!({ "username": "  " })).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (422, "username_required")
+    );
+
+    // Delivery fails: said plainly, with nothing of the gateway's answer.
+    pb.gateway.fail(DAVE);
+    let r = b
+        .post("/join/api/start", json!({ "username": "dave" }))
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (502, "delivery_failed")
+    );
+    assert_eq!(
+        r.message(),
+        "The code could not be sent. Try again in a few minutes, or contact the organizer."
+    );
+    for leak in ["127.0.0.1", "400", "webhook", "VE"] {
+        assert!(!r.text.contains(leak), "`{leak}` in {}", r.text);
+    }
+    assert!(r.set_cookie().is_none());
+
+    // Five sends an hour to one phone (the same pending code, re-sent)...
+    for n in 1..=5 {
+        let r = b
+            .post("/join/api/start", json!({ "username": "alice" }))
+            .await;
+        assert_eq!(r.status, 200, "send {n}: {}", r.text);
+    }
+    let code = pb.gateway.code_for(ALICE);
+    // ...then the limit, with the wait, and the pending code still usable.
+    let mut other = pb.browser();
+    let r = other
+        .post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (429, "too_many_sends"));
+    assert_eq!(r.header("retry-after"), Some("3600"));
+    let e = r.json()["error"].clone();
+    assert_eq!(e["retry_after"], 3600);
+    assert_eq!(e["code_pending"], true);
+    assert_eq!(e["to"], "**********23");
+    assert_eq!(
+        r.message(),
+        "Too many codes were sent to your phone. Try again in 1 hour. If you already have a code, you can enter it now."
+    );
+    let r = other.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_is_not_served_when_turned_off() {
+    let pb = Pinbridge::start_with("off", Arc::new(ManualClock::new(T0)), false).await;
+    let mut b = pb.browser();
+    let r = b.get("/").await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
+    let r = b
+        .post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
+    assert!(
+        !pb.dir.join("cookie.key").exists(),
+        "no cookie key without the page"
+    );
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn the_cookie_key_is_created_private_and_kept() {
+    let pb = Pinbridge::start("key", Arc::new(ManualClock::new(T0))).await;
+    let path = pb.dir.join("cookie.key");
+    let meta = std::fs::metadata(&path).expect("cookie key created at start");
+    assert_eq!(meta.len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    pb.stop().await;
+}
+
+// ----------------------------------------------------------------------
+// The page in headless Chromium, and the phone call the code admits.
+
+/// A WebDriver session on a chromedriver of our own.
+struct WebDriver {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    driver: tokio::process::Child,
+    profile: PathBuf,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl WebDriver {
+    async fn start(chromedriver: &Path, chromium: &Path) -> WebDriver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let driver = tokio::process::Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = async {
+            loop {
+                if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                    if let Ok(v) = r.json::<Value>().await {
+                        if v["value"]["ready"] == true {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ready)
+            .await
+            .expect("chromedriver ready");
+        let profile = temp_dir("chromium-profile");
+        let args = [
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": chromium, "args": args }
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("JSON");
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_string();
+        WebDriver {
+            http,
+            base,
+            session,
+            driver,
+            profile,
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r: Value = req
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("JSON");
+        if r["value"]["error"].is_string() {
+            panic!("WebDriver {path}: {}", r["value"]);
+        }
+        r["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        v[ELEMENT].as_str().expect("element id").to_string()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        self.cmd(reqwest::Method::GET, &format!("/element/{e}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
+    /// Waits until the page shows `id` (a step or the error line).
+    async fn wait_shown(&self, id: &str) {
+        let script = format!("return !document.getElementById('{id}').hidden;");
+        for _ in 0..200 {
+            if self.js(&script).await == true {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let error = self.text("#error").await;
+        panic!("#{id} never shown (page error: {error:?})");
+    }
+
+    /// Waits until the error line says something containing `needle`.
+    async fn wait_error(&self, needle: &str) -> String {
+        for _ in 0..200 {
+            let shown = self
+                .js("return !document.getElementById('error').hidden;")
+                .await;
+            if shown == true {
+                let t = self.text("#error").await;
+                if t.contains(needle) {
+                    return t;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no error with {needle:?}; it says {:?}",
+            self.text("#error").await
+        );
+    }
+
+    async fn quit(mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+        let _ = self.driver.kill().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A caller: the test UA with an RTP socket, keying RFC 4733 events.
+struct Caller {
+    ua: TestUa,
+    call: Call,
+    rec: RtpRecorder,
+    to: SocketAddr,
+    next: RtpHeader,
+}
+
+const SSRC: u32 = 0x10C0_0001;
+
+impl Caller {
+    async fn dial(sip: SocketAddr, number: &str) -> Caller {
+        let mut ua = TestUa::udp(sip).await.unwrap();
+        let rec = RtpRecorder::bind().await.unwrap();
+        let sdp = offer_sdp(
+            rec.port(),
+            &[(0, "PCMU/8000")],
+            Some(101),
+            Direction::SendRecv,
+        );
+        let mut call = ua
+            .invite(InviteOptions::new(number).with_sdp(sdp))
+            .await
+            .unwrap();
+        let ok = ua
+            .expect_final(&mut call, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), Some(200), "the conference answers");
+        let to = call.answer_sdp().expect("an SDP answer").rtp_addr();
+        ua.ack(&mut call, None).await.unwrap();
+        Caller {
+            ua,
+            call,
+            rec,
+            to,
+            next: RtpHeader::new(0, 1000, 160_000, SSRC).with_marker(true),
+        }
+    }
+
+    async fn silence(&mut self, ms: usize) {
+        let h = self.next.clone();
+        self.next = self
+            .rec
+            .send_g711(self.to, h, &vec![0i16; ms * 8], Duration::from_millis(20))
+            .await
+            .unwrap();
+    }
+
+    /// RFC 4733 events: 100 ms each, 100 ms of silence between.
+    async fn keys(&mut self, keys: &str) {
+        for k in keys.chars() {
+            let code = "0123456789*#".find(k).expect("a DTMF key") as u8;
+            let start_ts = self.next.timestamp;
+            for i in 1..=8u16 {
+                let end = i > 5;
+                let duration = 160 * i.min(5);
+                let payload = [
+                    code,
+                    if end { 0x80 | 10 } else { 10 },
+                    (duration >> 8) as u8,
+                    duration as u8,
+                ];
+                let h = RtpHeader::new(101, self.next.sequence, start_ts, SSRC).with_marker(i == 1);
+                self.rec.send_rtp(self.to, &h, &payload).await.unwrap();
+                self.next.sequence = self.next.sequence.wrapping_add(1);
+                if i <= 5 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            self.next.timestamp = self.next.timestamp.wrapping_add(800);
+            self.silence(100).await;
+        }
+    }
+
+    /// Has the server played this prompt, byte for byte?
+    fn heard(&self, id: PromptId) -> bool {
+        let bytes: Vec<u8> = self
+            .rec
+            .packets()
+            .into_iter()
+            .flat_map(|p| p.payload)
+            .collect();
+        let needle = g711::encode_ulaw(&prompt_samples(id));
+        bytes.windows(needle.len()).any(|w| w == needle.as_slice())
+    }
+
+    /// Keeps talking (silence) until `id` has been heard, up to `secs`.
+    async fn until_heard(&mut self, id: PromptId, secs: u64) -> bool {
+        for _ in 0..secs * 5 {
+            if self.heard(id) {
+                return true;
+            }
+            self.silence(200).await;
+        }
+        self.heard(id)
+    }
+
+    async fn hang_up(mut self) {
+        if let Ok(tx) = self.ua.bye(&mut self.call).await {
+            let _ = self.ua.expect_final_tx(&tx, Duration::from_secs(2)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_from_username_to_an_admitted_call() {
+    let Some(chromedriver) = require_tool("chromedriver") else {
+        return;
+    };
+    let Some(chromium) = require_tool("chromium") else {
+        return;
+    };
+    let pb = Pinbridge::start("browser", Arc::new(SystemClock)).await;
+    let wd = WebDriver::start(&chromedriver, &chromium).await;
+    wd.goto(&format!("http://{}/", pb.http)).await;
+    wd.wait_shown("step-username").await;
+
+    // A mistyped username is said plainly.
+    wd.type_into("#username", "bobb").await;
+    wd.click("#send").await;
+    wd.wait_error("no participant with that username").await;
+
+    wd.type_into("#username", "bob").await;
+    wd.click("#send").await;
+    wd.wait_shown("step-code").await;
+    let sent = wd.text("#sent-to").await;
+    assert!(sent.contains("A code was sent to **********24."), "{sent}");
+    assert_eq!(
+        wd.js("return document.cookie;").await,
+        "",
+        "the session cookie is HttpOnly"
+    );
+
+    let otp = pb.gateway.code_for(BOB);
+    wd.type_into("#code", &other_code(&otp)).await;
+    wd.click("#verify").await;
+    let err = wd.wait_error("not correct").await;
+    assert!(err.contains("4 attempts left"), "{err}");
+
+    wd.type_into("#code", &otp).await;
+    wd.click("#verify").await;
+    wd.wait_shown("step-conference").await;
+    assert!(wd.text("#welcome").await.contains("Bob Example"));
+    assert!(
+        wd.js("return document.getElementById('error').hidden;")
+            .await
+            == true
+    );
+    let options = wd
+        .js("return Array.from(document.querySelectorAll('#conference option')).map(o => o.textContent);")
+        .await;
+    assert_eq!(options, json!(["board (dial 4100)", "sales (dial 4200)"]));
+    wd.click("#conference option[value=\"board\"]").await;
+    wd.click("#get-dialin").await;
+    wd.wait_shown("step-dialin").await;
+    let dialin = wd.text("#dialin-code").await;
+    assert!(
+        dialin.len() == 8 && dialin.bytes().all(|b| b.is_ascii_digit()),
+        "{dialin:?}"
+    );
+    assert_eq!(wd.text("#dialin-conference").await, "board");
+    let how = wd.text("#dialin-how").await;
+    assert_eq!(
+        how,
+        "Call 4100. When asked for the conference code, key in this code followed by #."
+    );
+    assert!(wd.text("#dialin-expiry").await.contains("within 5 minutes"));
+    wd.quit().await;
+
+    // The phone: the dial-in code in place of the PIN admits the call...
+    let mut c = Caller::dial(pb.sip, "4100").await;
+    c.silence(600).await;
+    c.keys(&format!("{dialin}#")).await;
+    assert!(
+        c.until_heard(PromptId::Joining, 10).await,
+        "the dial-in code admitted the call (\"joining\" played)"
+    );
+    assert!(!c.heard(PromptId::CodeIncorrect));
+    c.hang_up().await;
+
+    // ...once.
+    let mut c = Caller::dial(pb.sip, "4100").await;
+    c.silence(600).await;
+    c.keys(&format!("{dialin}#")).await;
+    assert!(
+        c.until_heard(PromptId::CodeIncorrect, 10).await,
+        "a used dial-in code is refused"
+    );
+    assert!(!c.heard(PromptId::Joining));
+    c.hang_up().await;
+    pb.stop().await;
+}
