@@ -9,9 +9,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::dtmf::{self, dtmf_tone, event_code, played_prompts, RtpStream};
 use common::g711;
 use common::rtp::{RtpHeader, RtpRecorder};
-use common::server::{prompt_samples, TestServer};
+use common::server::TestServer;
 use common::ua::{offer_sdp, Call, Direction, InviteOptions, TestUa};
 use pinbridge::config::KeypadTestSettings;
 use pinbridge::ivr::prompts::PromptId;
@@ -26,7 +27,7 @@ struct Caller {
     call: Call,
     rec: RtpRecorder,
     to: SocketAddr,
-    next: RtpHeader,
+    stream: RtpStream,
 }
 
 async fn keypad_call(mode: DtmfMode) -> Caller {
@@ -43,7 +44,7 @@ async fn keypad_call(mode: DtmfMode) -> Caller {
     let sdp = offer_sdp(
         rec.port(),
         &[(0, "PCMU/8000")],
-        Some(101),
+        Some(dtmf::EVENT_PT),
         Direction::SendRecv,
     );
     let mut call = ua
@@ -57,153 +58,62 @@ async fn keypad_call(mode: DtmfMode) -> Caller {
     assert_eq!(ok.status(), Some(200));
     let to = call.answer_sdp().expect("answer").rtp_addr();
     ua.ack(&mut call, None).await.unwrap();
-    let next = RtpHeader::new(0, 1000, 160_000, SSRC).with_marker(true);
     Caller {
         server,
         ua,
         call,
         rec,
         to,
-        next,
+        stream: RtpStream::new(0, SSRC),
     }
 }
 
 impl Caller {
     /// Sends `ms` of silence as PCMU, paced.
     async fn silence(&mut self, ms: usize) {
-        let h = self.next.clone();
-        self.next = self
-            .rec
-            .send_g711(self.to, h, &vec![0i16; ms * 8], Duration::from_millis(20))
-            .await
-            .unwrap();
+        let slots = self.stream.silence(ms);
+        dtmf::send_slots(&self.rec, self.to, slots).await.unwrap();
     }
 
-    /// RFC 4733 events: 100 ms each (5 updates, 3 end packets), 100 ms of
-    /// silence between, on the audio stream's SSRC and clock.
+    /// RFC 4733 events: 100 ms each, 100 ms between, on the audio stream's
+    /// SSRC and clock.
     async fn rfc4733(&mut self, keys: &str) {
-        for k in keys.chars() {
-            let code = "0123456789*#ABCD".find(k).expect("a DTMF key") as u8;
-            let start_ts = self.next.timestamp;
-            for i in 1..=8u16 {
-                let end = i > 5;
-                let duration = 160 * i.min(5);
-                let payload = [
-                    code,
-                    if end { 0x80 | 10 } else { 10 },
-                    (duration >> 8) as u8,
-                    duration as u8,
-                ];
-                let mut h =
-                    RtpHeader::new(101, self.next.sequence, start_ts, SSRC).with_marker(i == 1);
-                h.sequence = self.next.sequence;
-                self.rec.send_rtp(self.to, &h, &payload).await.unwrap();
-                self.next.sequence = self.next.sequence.wrapping_add(1);
-                if i <= 5 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            self.next.timestamp = self.next.timestamp.wrapping_add(800);
-            self.silence(100).await;
-        }
+        let slots = self.stream.rfc4733(keys, 100, 100);
+        dtmf::send_slots(&self.rec, self.to, slots).await.unwrap();
     }
 
     /// In-band tones in the PCMU stream: 100 ms at -10 dBm0 per tone, 100 ms
     /// pauses.
     async fn inband(&mut self, keys: &str) {
-        for k in keys.chars() {
-            let tone = dtmf_tone(k, 800);
-            let h = self.next.clone();
-            self.next = self
-                .rec
-                .send_g711(self.to, h, &tone, Duration::from_millis(20))
-                .await
-                .unwrap();
-            self.silence(100).await;
-        }
+        let slots = self.stream.inband(keys, 100, 100);
+        dtmf::send_slots(&self.rec, self.to, slots).await.unwrap();
     }
 
     async fn info(&mut self, keys: &str) {
         for k in keys.chars() {
-            let tx = self
-                .ua
-                .info(
-                    &mut self.call,
-                    "application/dtmf-relay",
-                    &format!("Signal={k}\r\nDuration=100\r\n"),
-                )
+            let status = dtmf::info_key(&mut self.ua, &mut self.call, k)
                 .await
                 .unwrap();
-            let r = self
-                .ua
-                .expect_final_tx(&tx, Duration::from_secs(2))
-                .await
-                .unwrap();
-            assert_eq!(r.status(), Some(200), "INFO answered");
+            assert_eq!(status, 200, "INFO answered");
             self.silence(200).await;
         }
     }
 
-    /// The keys the server read back, recovered from its audio.
+    /// The keys the server read back, recovered from its audio: each digit
+    /// prompt stands for its digit, the beep for any other key.
     async fn read_back(&mut self) -> String {
         // Let the last read-back prompts play out.
         self.silence(1500).await;
-        // Loopback keeps arrival order = send order.
-        let bytes: Vec<u8> = self
-            .rec
-            .packets()
+        played_prompts(&self.rec)
             .into_iter()
-            .flat_map(|p| p.payload)
-            .collect();
-        let mut found: Vec<(usize, char)> = Vec::new();
-        for d in 0..=9u8 {
-            let id = PromptId::digit(d).unwrap();
-            let needle = g711::encode_ulaw(&prompt_samples(id));
-            let mut from = 0;
-            while let Some(i) = find(&bytes[from..], &needle) {
-                found.push((from + i, char::from(b'0' + d)));
-                from += i + needle.len();
-            }
-        }
-        let beep = g711::encode_ulaw(&prompt_samples(PromptId::JoinBeep));
-        let mut from = 0;
-        while let Some(i) = find(&bytes[from..], &beep) {
-            found.push((from + i, '#'));
-            from += i + beep.len();
-        }
-        found.sort();
-        found.into_iter().map(|(_, c)| c).collect()
+            .filter_map(|(_, id)| match id {
+                PromptId::JoinBeep => Some('#'),
+                _ => (0..=9u8)
+                    .find(|&d| PromptId::digit(d) == Some(id))
+                    .map(|d| char::from(b'0' + d)),
+            })
+            .collect()
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn dtmf_tone(key: char, n: usize) -> Vec<i16> {
-    let (lo, hi) = match key {
-        '1' => (697.0, 1209.0),
-        '2' => (697.0, 1336.0),
-        '3' => (697.0, 1477.0),
-        '4' => (770.0, 1209.0),
-        '5' => (770.0, 1336.0),
-        '6' => (770.0, 1477.0),
-        '7' => (852.0, 1209.0),
-        '8' => (852.0, 1336.0),
-        '9' => (852.0, 1477.0),
-        '*' => (941.0, 1209.0),
-        '0' => (941.0, 1336.0),
-        '#' => (941.0, 1477.0),
-        _ => panic!("key {key}"),
-    };
-    // -10 dBm0 per tone: a full-scale sine is +3.17 dBm0.
-    let amp = 32767.0 * 10f64.powf(-13.17 / 20.0);
-    let a = g711::sine(lo, amp, n);
-    let b = g711::sine(hi, amp, n);
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| x.saturating_add(*y))
-        .collect()
 }
 
 async fn finish(mut c: Caller) {
@@ -254,15 +164,16 @@ async fn a_key_sent_as_event_and_tone_counts_once() {
     c.silence(2200).await;
     // A phone that plays the tone in the audio and also sends the event.
     for k in "5#7".chars() {
-        let code = "0123456789*#".find(k).unwrap() as u8;
+        let code = event_code(k);
         let tone = g711::encode_ulaw(&dtmf_tone(k, 800));
-        let start_ts = c.next.timestamp;
+        let next = &mut c.stream.next;
+        let start_ts = next.timestamp;
         for (i, chunk) in tone.chunks(160).enumerate() {
-            let mut a = RtpHeader::new(0, c.next.sequence, c.next.timestamp, SSRC);
+            let mut a = RtpHeader::new(0, next.sequence, next.timestamp, SSRC);
             a.marker = false;
             c.rec.send_rtp(c.to, &a, chunk).await.unwrap();
-            c.next.sequence = c.next.sequence.wrapping_add(1);
-            c.next.timestamp = c.next.timestamp.wrapping_add(160);
+            next.sequence = next.sequence.wrapping_add(1);
+            next.timestamp = next.timestamp.wrapping_add(160);
             let duration = 160 * (i as u16 + 1);
             let end = i == 4;
             let payload = [
@@ -271,9 +182,10 @@ async fn a_key_sent_as_event_and_tone_counts_once() {
                 (duration >> 8) as u8,
                 duration as u8,
             ];
-            let e = RtpHeader::new(101, c.next.sequence, start_ts, SSRC).with_marker(i == 0);
+            let e =
+                RtpHeader::new(dtmf::EVENT_PT, next.sequence, start_ts, SSRC).with_marker(i == 0);
             c.rec.send_rtp(c.to, &e, &payload).await.unwrap();
-            c.next.sequence = c.next.sequence.wrapping_add(1);
+            next.sequence = next.sequence.wrapping_add(1);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         c.silence(100).await;

@@ -296,3 +296,80 @@ async fn sipp_small_load_run_has_no_failed_calls() {
         .await
         .is_some_and(|s| s.success()));
 }
+
+/// The value of `key=` in a text log line (up to the next space, quotes
+/// removed).
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    let value = rest.split(' ').next()?;
+    Some(value.trim_matches('"'))
+}
+
+/// SIPp joins the conference: speech from a pcap, the PIN "1234#" as RFC
+/// 4733 events from a pcap, about 8 s in the conference, then its BYE.
+/// pinbridge must accept the code and put the call in the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_keys_the_pin_by_rfc4733_and_stays_in_the_conference() {
+    let Some(sipp) = peers::require_tool("sipp") else {
+        return;
+    };
+    if skip_without_raw_sockets(&sipp) {
+        return;
+    }
+    let dir = TempDir::new("sipp-conf");
+    // The shipped prompts: welcome, "enter the code" (the keys cut it
+    // short), "joining", then the room.
+    let mut server = Pinbridge::start_with_config(&dir, &[("CONFERENCE_PIN", "1234")], |port| {
+        pinbridge_config(port, (20000, 29999), &[])
+    })
+    .await;
+    let extra = ["-m", "1", "-l", "1"];
+    let r = tokio::task::block_in_place(|| {
+        run_sipp(&sipp, &dir, "uac_conference_join.xml", &server, &extra)
+    });
+    assert_eq!(r.code, Some(0), "{}", r.describe(&server));
+    assert_eq!(
+        stat(&r.stats, "SuccessfulCall(C)"),
+        Some(1),
+        "{}",
+        r.describe(&server)
+    );
+    let log = strip_ansi(&server.stderr.text());
+    let lines: Vec<&str> = log.lines().collect();
+    let call_id = lines
+        .iter()
+        .find(|l| l.contains("incoming call"))
+        .and_then(|l| log_field(l, "call_id"))
+        .unwrap_or_else(|| panic!("pinbridge logged the incoming call:\n{log}"))
+        .to_string();
+    let position = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(what) && log_field(l, "call_id") == Some(call_id.as_str()))
+    };
+    let accepted = position("code accepted");
+    let joined = position(" joined ");
+    let ended = position("reason=RemoteBye");
+    assert!(
+        accepted.is_some() && joined.is_some() && ended.is_some(),
+        "pinbridge accepted the code ({accepted:?}), put call {call_id} in the room ({joined:?}) \
+         and saw it end by SIPp's BYE ({ended:?}):\n{log}"
+    );
+    assert!(
+        accepted < joined && joined < ended,
+        "code accepted, then joined, then ended:\n{log}"
+    );
+    for i in [accepted, joined, ended].into_iter().flatten() {
+        eprintln!("pinbridge: {}", lines[i]);
+    }
+    server.proc.signal("TERM");
+    assert!(
+        server
+            .proc
+            .wait_exit_async(Duration::from_secs(5))
+            .await
+            .is_some_and(|s| s.success()),
+        "pinbridge exits cleanly"
+    );
+}

@@ -4,6 +4,7 @@
 //! against itself. Each test binary uses only part of it, hence the allows.
 #![allow(dead_code, unused_imports)]
 
+pub mod dtmf;
 pub mod g711;
 pub mod peers;
 pub mod process;

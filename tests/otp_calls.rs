@@ -1,0 +1,404 @@
+//! One-time-passcode conference lines end to end: a caller whose number
+//! belongs to a known participant gets a code (by the operator's SMS
+//! gateway, a SIP MESSAGE or a voice call through the trunk), keys it, and
+//! joins; unknown numbers are turned away. Real counterparts throughout:
+//! a webhook receiver checking signatures, and the independent test UA as
+//! the trunk.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::dtmf::{prompt_ids, send_slots, wait_for_prompt, RtpStream};
+use common::process::TempDir;
+use common::rtp::RtpRecorder;
+use common::server::TestServer;
+use common::sipmsg::{param, Msg, MsgBuilder};
+use common::ua::{offer_sdp, Call, Direction, InviteOptions, TestUa};
+use common::webhook::SmsGateway;
+use pinbridge::config::otp::{
+    ChannelKind, ConferenceFlow, ParticipantSettings, TrunkSettings, TrunkTransport,
+    WebhookSettings,
+};
+use pinbridge::config::Config;
+use pinbridge::ivr::prompts::PromptId;
+
+const SECRET: &str = "gateway-secret-0123456789";
+const ALICE: &str = "+12015550123";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn alice(channels: Vec<ChannelKind>, moderator: bool) -> ParticipantSettings {
+    ParticipantSettings {
+        username: Some("alice".into()),
+        name: "Alice".into(),
+        phone: ALICE.into(),
+        email: None,
+        moderator,
+        conferences: vec!["*".into()],
+        channels,
+        name_prompt: None,
+    }
+}
+
+/// Store and keys in a fresh folder, the SMS gateway as the channel, the
+/// conference on `flow`.
+fn otp_config(c: &mut Config, dir: &TempDir, gateway: &SmsGateway, flow: ConferenceFlow) {
+    c.otp.store.path = dir.join("pinbridge.db");
+    c.otp.verify.key_file = dir.join("pinbridge.key");
+    c.otp.webhook = Some(WebhookSettings {
+        url: gateway.url(),
+        secret: SECRET.into(),
+        timeout: Duration::from_secs(5),
+        retries: 1,
+    });
+    c.otp.verify.channels = vec![ChannelKind::Webhook];
+    c.otp.participants = vec![alice(vec![], false)];
+    c.conferences[0].flow = flow;
+}
+
+struct Caller {
+    ua: TestUa,
+    call: Call,
+    rec: RtpRecorder,
+    to: SocketAddr,
+    stream: RtpStream,
+}
+
+async fn dial(server: &TestServer, from: &str) -> Caller {
+    let mut ua = TestUa::udp(server.sip).await.unwrap();
+    let rec = RtpRecorder::bind().await.unwrap();
+    let sdp = offer_sdp(
+        rec.port(),
+        &[(0, "PCMU/8000")],
+        Some(101),
+        Direction::SendRecv,
+    );
+    let mut opts = InviteOptions::new("1000").with_sdp(sdp);
+    opts.from_user = from.into();
+    let mut call = ua.invite(opts).await.unwrap();
+    let ok = ua
+        .expect_final(&mut call, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), Some(200));
+    let to = call.answer_sdp().unwrap().rtp_addr();
+    ua.ack(&mut call, None).await.unwrap();
+    Caller {
+        ua,
+        call,
+        rec,
+        to,
+        stream: RtpStream::new(0, 0x0770_0001),
+    }
+}
+
+impl Caller {
+    async fn key(&mut self, keys: &str) {
+        let slots = self.stream.rfc4733(keys, 100, 100);
+        send_slots(&self.rec, self.to, slots).await.unwrap();
+    }
+
+    async fn bye(mut self) {
+        if let Ok(tx) = self.ua.bye(&mut self.call).await {
+            let _ = self.ua.expect_final_tx(&tx, Duration::from_secs(2)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_caller_gets_a_code_by_sms_keys_it_and_joins() {
+    let gateway = SmsGateway::start(SECRET).await;
+    let dir = TempDir::new("otp-sms");
+    let server =
+        TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::Otp)).await;
+    let mut caller = dial(&server, ALICE).await;
+    let sms = gateway
+        .wait_for(1, WAIT)
+        .await
+        .expect("the code reached the SMS gateway");
+    assert_eq!(sms.to, ALICE);
+    assert_eq!(sms.code.len(), 6);
+    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
+        .await
+        .expect("asked for the code");
+    caller.key(&sms.code).await;
+    let heard = wait_for_prompt(&caller.rec, PromptId::OnlyPerson, 1, WAIT)
+        .await
+        .expect("joined the conference");
+    assert!(
+        heard.contains(&PromptId::WelcomeName) && heard.contains(&PromptId::Correct),
+        "{heard:?}"
+    );
+    caller.bye().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_number_is_turned_away() {
+    let gateway = SmsGateway::start(SECRET).await;
+    let dir = TempDir::new("otp-unknown");
+    let server =
+        TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::Otp)).await;
+    let mut caller = dial(&server, "+19995550000").await;
+    let bye = caller.ua.recv_request(WAIT).await.expect("BYE");
+    assert_eq!(bye.method(), Some("BYE"));
+    caller.ua.respond(&bye, 200, "OK", &[], None).await.unwrap();
+    assert_eq!(
+        prompt_ids(&caller.rec),
+        vec![PromptId::UnknownCaller, PromptId::Goodbye]
+    );
+    assert!(gateway.received().is_empty(), "no code for strangers");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_code_says_try_again_then_the_right_one_joins() {
+    let gateway = SmsGateway::start(SECRET).await;
+    let dir = TempDir::new("otp-retry");
+    let server =
+        TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::Otp)).await;
+    let mut caller = dial(&server, ALICE).await;
+    let sms = gateway.wait_for(1, WAIT).await.expect("code sent");
+    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
+        .await
+        .expect("asked");
+    let wrong: String = sms
+        .code
+        .chars()
+        .map(|c| if c == '9' { '0' } else { '9' })
+        .collect();
+    caller.key(&wrong).await;
+    wait_for_prompt(&caller.rec, PromptId::TryAgain, 1, WAIT)
+        .await
+        .expect("try again");
+    caller.key(&sms.code).await;
+    wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT)
+        .await
+        .expect("that was correct");
+    caller.bye().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_second_code_while_one_is_pending() {
+    let gateway = SmsGateway::start(SECRET).await;
+    let dir = TempDir::new("otp-pending");
+    let server =
+        TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::Otp)).await;
+    let first = dial(&server, ALICE).await;
+    let a = gateway.wait_for(1, WAIT).await.expect("first send");
+    first.bye().await;
+    // Calling again within the validity re-sends the same pending code.
+    let second = dial(&server, ALICE).await;
+    let b = gateway.wait_for(2, WAIT).await.expect("re-send");
+    assert_eq!(a.code, b.code, "the same code, not a second one");
+    assert_eq!(a.body["verification_id"], b.body["verification_id"]);
+    second.bye().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_then_otp() {
+    let gateway = SmsGateway::start(SECRET).await;
+    let dir = TempDir::new("otp-pin");
+    let server =
+        TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::PinOtp)).await;
+    let mut caller = dial(&server, ALICE).await;
+    wait_for_prompt(&caller.rec, PromptId::EnterCode, 1, WAIT)
+        .await
+        .expect("asked for the PIN");
+    assert!(gateway.received().is_empty(), "no code before the PIN");
+    caller.key("1234#").await;
+    let sms = gateway.wait_for(1, WAIT).await.expect("code after the PIN");
+    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
+        .await
+        .expect("asked for the code");
+    caller.key(&sms.code).await;
+    wait_for_prompt(&caller.rec, PromptId::OnlyPerson, 1, WAIT)
+        .await
+        .expect("joined");
+    caller.bye().await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------- trunk
+
+/// A response from the fake trunk, To tag added.
+fn response(
+    req: &Msg,
+    code: u16,
+    reason: &str,
+    extra: &[(&str, String)],
+    body: Option<&str>,
+) -> Vec<u8> {
+    let mut b = MsgBuilder::response(code, reason);
+    for v in req.header_all("Via") {
+        b = b.header("Via", v);
+    }
+    let to = req.header("To").unwrap_or_default();
+    let to = if param(to, "tag").is_some() {
+        to.to_string()
+    } else {
+        format!("{to};tag=trunk1")
+    };
+    b = b
+        .header("From", req.header("From").unwrap_or_default())
+        .header("To", to)
+        .header("Call-ID", req.call_id().unwrap_or_default())
+        .header("CSeq", req.header("CSeq").unwrap_or_default());
+    for (n, v) in extra {
+        b = b.header(n, v.clone());
+    }
+    if let Some(sdp) = body {
+        b = b.body("application/sdp", sdp.as_bytes());
+    }
+    b.build()
+}
+
+async fn trunk_server(dir: &TempDir, channel: ChannelKind) -> (TestUa, TestServer) {
+    let mut trunk = TestUa::udp("127.0.0.1:9".parse().unwrap()).await.unwrap();
+    let at = trunk.local_addr();
+    let server = TestServer::start_with(|c| {
+        c.otp.store.path = dir.join("pinbridge.db");
+        c.otp.verify.key_file = dir.join("pinbridge.key");
+        c.otp.trunk = Some(TrunkSettings {
+            proxy: at.to_string(),
+            transport: TrunkTransport::Udp,
+            username: None,
+            password: None,
+            domain: "trunk.test".into(),
+            from_user: "+15550001111".into(),
+            register: false,
+            register_expires: 600,
+        });
+        c.otp.verify.channels = vec![channel];
+        c.otp.participants = vec![alice(vec![channel], false)];
+        c.conferences[0].flow = ConferenceFlow::Otp;
+    })
+    .await;
+    trunk.set_server(server.sip);
+    (trunk, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_by_sip_message_through_the_trunk() {
+    let dir = TempDir::new("otp-message");
+    let (mut trunk, server) = trunk_server(&dir, ChannelKind::SipMessage).await;
+    let mut caller = dial(&server, ALICE).await;
+    let msg = trunk
+        .recv_request(WAIT)
+        .await
+        .expect("MESSAGE at the trunk");
+    assert_eq!(msg.method(), Some("MESSAGE"));
+    assert!(msg.uri().unwrap_or("").contains("+12015550123"), "{msg}");
+    trunk
+        .send_raw(&response(&msg, 202, "Accepted", &[], None))
+        .await
+        .unwrap();
+    let body = msg.body_str();
+    let code: String = body.chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{body}");
+    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
+        .await
+        .expect("asked");
+    caller.key(&code).await;
+    wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT)
+        .await
+        .expect("approved");
+    caller.bye().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_read_out_in_a_voice_call_through_the_trunk() {
+    let dir = TempDir::new("otp-voice");
+    let (mut trunk, server) = trunk_server(&dir, ChannelKind::Voice).await;
+    let mut caller = dial(&server, ALICE).await;
+    // pinbridge calls the participant's phone through the trunk.
+    let invite = trunk.recv_request(WAIT).await.expect("INVITE at the trunk");
+    assert_eq!(invite.method(), Some("INVITE"));
+    assert!(invite.uri().unwrap_or("").contains("+12015550123"));
+    let phone = RtpRecorder::bind().await.unwrap();
+    let answer = offer_sdp(phone.port(), &[(0, "PCMU/8000")], None, Direction::SendRecv);
+    let contact = format!("<sip:phone@{}>", trunk.local_addr());
+    trunk
+        .send_raw(&response(
+            &invite,
+            200,
+            "OK",
+            &[("Contact", contact)],
+            Some(&answer),
+        ))
+        .await
+        .unwrap();
+    let ack = trunk.recv_request(WAIT).await.expect("ACK");
+    assert_eq!(ack.method(), Some("ACK"));
+    // The code is read twice, then pinbridge hangs up.
+    let bye = trunk
+        .recv_request(Duration::from_secs(40))
+        .await
+        .expect("BYE after the reading");
+    assert_eq!(bye.method(), Some("BYE"));
+    trunk
+        .send_raw(&response(&bye, 200, "OK", &[], None))
+        .await
+        .unwrap();
+    let heard = prompt_ids(&phone);
+    let first = heard
+        .iter()
+        .position(|p| *p == PromptId::YourCodeIs)
+        .expect("your code is");
+    let again = heard
+        .iter()
+        .position(|p| *p == PromptId::RepeatCode)
+        .expect("again");
+    let digits = |ps: &[PromptId]| -> String {
+        ps.iter()
+            .filter_map(|p| {
+                (0..10u8)
+                    .find(|d| PromptId::digit(*d) == Some(*p))
+                    .map(|d| char::from(b'0' + d))
+            })
+            .collect()
+    };
+    let code = digits(&heard[first + 1..again]);
+    assert_eq!(code.len(), 6, "{heard:?}");
+    assert_eq!(
+        digits(&heard[again + 1..]),
+        code,
+        "read the same code twice"
+    );
+    caller.key(&code).await;
+    wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT)
+        .await
+        .expect("the code heard on the phone works");
+    caller.bye().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_moderators_join_as_moderators() {
+    let gateway = SmsGateway::start(SECRET).await;
+    let dir = TempDir::new("otp-mod");
+    let server = TestServer::start_with(|c| {
+        otp_config(c, &dir, &gateway, ConferenceFlow::Otp);
+        c.otp.participants = vec![alice(vec![], true)];
+        c.conferences[0].rules.require_moderator = true;
+        c.conferences[0].moderator_pin = pinbridge::conference::pin::PinSecret::plain("9999").ok();
+    })
+    .await;
+    let mut caller = dial(&server, ALICE).await;
+    let sms = gateway.wait_for(1, WAIT).await.expect("code");
+    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
+        .await
+        .expect("asked");
+    caller.key(&sms.code).await;
+    // A moderator never waits for the moderator.
+    wait_for_prompt(&caller.rec, PromptId::OnlyPerson, 1, WAIT)
+        .await
+        .expect("joined");
+    assert!(!prompt_ids(&caller.rec).contains(&PromptId::WaitingForModerator));
+    caller.bye().await;
+    server.stop().await;
+}
