@@ -402,3 +402,60 @@ async fn directory_moderators_join_as_moderators() {
     caller.bye().await;
     server.stop().await;
 }
+
+/// Measurement, not a test of speed: `cargo test --release --test
+/// otp_calls -- --ignored --nocapture otp_flow_timing` prints how long the
+/// OTP-call flow takes end to end, by SMS webhook and by voice call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run with --ignored --nocapture"]
+async fn otp_flow_timing() {
+    use std::time::Instant;
+    let mut rows = Vec::new();
+    for round in 0..5 {
+        let gateway = SmsGateway::start(SECRET).await;
+        let dir = TempDir::new("otp-timing");
+        let server = TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::Otp)).await;
+        let t0 = Instant::now();
+        let mut caller = dial(&server, ALICE).await;
+        let answered = t0.elapsed();
+        let sms = gateway.wait_for(1, WAIT).await.expect("code");
+        let code_at_gateway = t0.elapsed();
+        caller.key(&sms.code).await;
+        let keyed = t0.elapsed();
+        wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT).await.expect("approved");
+        // When the first sample of "that was correct" arrived.
+        let approved = common::dtmf::heard_prompts(&caller.rec)
+            .into_iter()
+            .find(|h| h.id == PromptId::Correct)
+            .map(|h| h.at - t0)
+            .unwrap_or_default();
+        rows.push((round, answered, code_at_gateway, keyed, approved));
+        caller.bye().await;
+        server.stop().await;
+    }
+    println!("SMS webhook flow (ms): INVITE→200 | →code at gateway | →last key sent (6 RFC 4733 presses, 100 ms + 100 ms gap each) | →first packet of \"that was correct\"");
+    for (r, a, b, c, d) in &rows {
+        println!("  round {r}: {:6.1} | {:6.1} | {:7.1} | {:7.1}", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3, c.as_secs_f64() * 1e3, d.as_secs_f64() * 1e3);
+    }
+
+    let dir = TempDir::new("otp-timing-voice");
+    let (mut trunk, server) = trunk_server(&dir, ChannelKind::Voice).await;
+    let t0 = Instant::now();
+    let _caller = dial(&server, ALICE).await;
+    let invite = trunk.recv_request(WAIT).await.expect("INVITE");
+    let at_trunk = t0.elapsed();
+    let phone = RtpRecorder::bind().await.unwrap();
+    let answer = offer_sdp(phone.port(), &[(0, "PCMU/8000")], None, Direction::SendRecv);
+    let contact = format!("<sip:phone@{}>", trunk.local_addr());
+    trunk.send_raw(&response(&invite, 200, "OK", &[("Contact", contact)], Some(&answer))).await.unwrap();
+    let _ack = trunk.recv_request(WAIT).await.expect("ACK");
+    let bye = trunk.recv_request(Duration::from_secs(40)).await.expect("BYE");
+    let read = t0.elapsed();
+    trunk.send_raw(&response(&bye, 200, "OK", &[], None)).await.unwrap();
+    println!(
+        "voice flow: INVITE→outbound INVITE at the trunk {:.1} ms; →code read twice and hung up {:.1} s (answered at once)",
+        at_trunk.as_secs_f64() * 1e3,
+        read.as_secs_f64()
+    );
+    server.stop().await;
+}
