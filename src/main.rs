@@ -187,8 +187,8 @@ fn hash_pin_command(pin: Option<String>) -> ExitCode {
     }
 }
 
-/// CONFERENCE_PIN sets the PIN of every conference that has none in the
-/// file; without it a random 6-digit PIN is generated and printed (to
+/// CONFERENCE_PIN sets the PIN of every conference that asks for one and
+/// has none in the file (an `otp` conference asks for none); without it a random 6-digit PIN is generated and printed (to
 /// stdout, once; PINs never go to the log).
 fn apply_conference_pin(config: &mut Config) -> Result<(), String> {
     let env_pin = std::env::var("CONFERENCE_PIN")
@@ -198,7 +198,11 @@ fn apply_conference_pin(config: &mut Config) -> Result<(), String> {
         Some(p) => Some(PinSecret::plain(p).map_err(|e| format!("CONFERENCE_PIN: {e}"))?),
         None => None,
     };
-    for conf in config.conferences.iter_mut().filter(|c| c.pin.is_none()) {
+    for conf in config
+        .conferences
+        .iter_mut()
+        .filter(|c| c.pin.is_none() && c.flow.asks_for_pin())
+    {
         match &env_secret {
             Some(secret) => conf.pin = Some(secret.clone()),
             None => {

@@ -21,8 +21,9 @@ use pinbridge::config::otp::{
     ChannelKind, ConferenceFlow, ParticipantSettings, TrunkSettings, TrunkTransport,
     WebhookSettings,
 };
-use pinbridge::config::Config;
+use pinbridge::config::{Config, LobbySettings};
 use pinbridge::ivr::prompts::PromptId;
+use pinbridge::ivr::GatherRules;
 
 const SECRET: &str = "gateway-secret-0123456789";
 const ALICE: &str = "+12015550123";
@@ -66,6 +67,10 @@ struct Caller {
 }
 
 async fn dial(server: &TestServer, from: &str) -> Caller {
+    dial_number(server, from, "1000").await
+}
+
+async fn dial_number(server: &TestServer, from: &str, number: &str) -> Caller {
     let mut ua = TestUa::udp(server.sip).await.unwrap();
     let rec = RtpRecorder::bind().await.unwrap();
     let sdp = offer_sdp(
@@ -74,7 +79,7 @@ async fn dial(server: &TestServer, from: &str) -> Caller {
         Some(101),
         Direction::SendRecv,
     );
-    let mut opts = InviteOptions::new("1000").with_sdp(sdp);
+    let mut opts = InviteOptions::new(number).with_sdp(sdp);
     opts.from_user = from.into();
     let mut call = ua.invite(opts).await.unwrap();
     let ok = ua
@@ -218,6 +223,42 @@ async fn pin_then_otp() {
     wait_for_prompt(&caller.rec, PromptId::OnlyPerson, 1, WAIT)
         .await
         .expect("joined");
+    caller.bye().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lobby_does_not_skip_the_passcode_of_a_pin_otp_conference() {
+    // A lobby admits on the code alone. If it reached a pin+otp conference,
+    // its PIN keyed at the lobby would let a caller in without the passcode.
+    let gateway = SmsGateway::start(SECRET).await;
+    let dir = TempDir::new("otp-lobby");
+    let server = TestServer::start_with(|c| {
+        otp_config(c, &dir, &gateway, ConferenceFlow::PinOtp);
+        c.lobby = Some(LobbySettings {
+            numbers: vec!["5000".into()],
+            gather: GatherRules::default(),
+        });
+    })
+    .await;
+    let mut caller = dial_number(&server, ALICE, "5000").await;
+    wait_for_prompt(&caller.rec, PromptId::EnterCode, 1, WAIT)
+        .await
+        .expect("the lobby asks for a code");
+    caller.key("1234#").await;
+    wait_for_prompt(&caller.rec, PromptId::CodeIncorrect, 1, WAIT)
+        .await
+        .expect("the pin+otp conference's PIN is not a lobby code");
+    let heard = prompt_ids(&caller.rec);
+    assert!(
+        !heard.contains(&PromptId::Joining) && !heard.contains(&PromptId::OnlyPerson),
+        "admitted through the lobby: {heard:?}"
+    );
+    assert!(
+        gateway.received().is_empty(),
+        "no code was sent: {:?}",
+        gateway.received().len()
+    );
     caller.bye().await;
     server.stop().await;
 }
@@ -414,7 +455,8 @@ async fn otp_flow_timing() {
     for round in 0..5 {
         let gateway = SmsGateway::start(SECRET).await;
         let dir = TempDir::new("otp-timing");
-        let server = TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::Otp)).await;
+        let server =
+            TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::Otp)).await;
         let t0 = Instant::now();
         let mut caller = dial(&server, ALICE).await;
         let answered = t0.elapsed();
@@ -422,7 +464,9 @@ async fn otp_flow_timing() {
         let code_at_gateway = t0.elapsed();
         caller.key(&sms.code).await;
         let keyed = t0.elapsed();
-        wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT).await.expect("approved");
+        wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT)
+            .await
+            .expect("approved");
         // When the first sample of "that was correct" arrived.
         let approved = common::dtmf::heard_prompts(&caller.rec)
             .into_iter()
@@ -435,7 +479,13 @@ async fn otp_flow_timing() {
     }
     println!("SMS webhook flow (ms): INVITE→200 | →code at gateway | →last key sent (6 RFC 4733 presses, 100 ms + 100 ms gap each) | →first packet of \"that was correct\"");
     for (r, a, b, c, d) in &rows {
-        println!("  round {r}: {:6.1} | {:6.1} | {:7.1} | {:7.1}", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3, c.as_secs_f64() * 1e3, d.as_secs_f64() * 1e3);
+        println!(
+            "  round {r}: {:6.1} | {:6.1} | {:7.1} | {:7.1}",
+            a.as_secs_f64() * 1e3,
+            b.as_secs_f64() * 1e3,
+            c.as_secs_f64() * 1e3,
+            d.as_secs_f64() * 1e3
+        );
     }
 
     let dir = TempDir::new("otp-timing-voice");
@@ -447,11 +497,26 @@ async fn otp_flow_timing() {
     let phone = RtpRecorder::bind().await.unwrap();
     let answer = offer_sdp(phone.port(), &[(0, "PCMU/8000")], None, Direction::SendRecv);
     let contact = format!("<sip:phone@{}>", trunk.local_addr());
-    trunk.send_raw(&response(&invite, 200, "OK", &[("Contact", contact)], Some(&answer))).await.unwrap();
+    trunk
+        .send_raw(&response(
+            &invite,
+            200,
+            "OK",
+            &[("Contact", contact)],
+            Some(&answer),
+        ))
+        .await
+        .unwrap();
     let _ack = trunk.recv_request(WAIT).await.expect("ACK");
-    let bye = trunk.recv_request(Duration::from_secs(40)).await.expect("BYE");
+    let bye = trunk
+        .recv_request(Duration::from_secs(40))
+        .await
+        .expect("BYE");
     let read = t0.elapsed();
-    trunk.send_raw(&response(&bye, 200, "OK", &[], None)).await.unwrap();
+    trunk
+        .send_raw(&response(&bye, 200, "OK", &[], None))
+        .await
+        .unwrap();
     println!(
         "voice flow: INVITE→outbound INVITE at the trunk {:.1} ms; →code read twice and hung up {:.1} s (answered at once)",
         at_trunk.as_secs_f64() * 1e3,

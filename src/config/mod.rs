@@ -915,6 +915,29 @@ impl Config {
                     (None, None) => Ok(None),
                 }
             };
+            let flow = match &c.flow {
+                None => otp::ConferenceFlow::Pin,
+                Some(f) => otp::ConferenceFlow::from_name(f)
+                    .ok_or_else(|| err(&at("flow"), format!("`{f}` is not pin, otp or pin+otp")))?,
+            };
+            if flow == otp::ConferenceFlow::Otp {
+                // An `otp` conference admits by passcode alone; a PIN here
+                // would be a second way in that the operator did not mean
+                // (the lobby, CONFERENCE_PIN), so it is refused outright.
+                for (key, set) in [
+                    ("pin", c.pin.is_some()),
+                    ("pin_hash", c.pin_hash.is_some()),
+                    ("moderator_pin", c.moderator_pin.is_some()),
+                    ("moderator_pin_hash", c.moderator_pin_hash.is_some()),
+                ] {
+                    if set {
+                        return Err(err(
+                            &at(key),
+                            "a flow = \"otp\" conference takes no PIN (moderators come from the participant directory; use flow = \"pin+otp\" to ask for both)".into(),
+                        ));
+                    }
+                }
+            }
             let pin = secret(&c.pin, &c.pin_hash, "pin", "pin_hash")?;
             let moderator_pin = secret(
                 &c.moderator_pin,
@@ -949,13 +972,16 @@ impl Config {
             if !(1..=10).contains(&c.max_talkers) {
                 return Err(err(&at("max_talkers"), "must be between 1 and 10".into()));
             }
-            if c.end_when_moderator_leaves && moderator_pin.is_none() {
+            if c.end_when_moderator_leaves
+                && moderator_pin.is_none()
+                && flow == otp::ConferenceFlow::Pin
+            {
                 return Err(err(
                     &at("end_when_moderator_leaves"),
                     "needs a moderator_pin (nobody could be a moderator)".into(),
                 ));
             }
-            if c.require_moderator && moderator_pin.is_none() {
+            if c.require_moderator && moderator_pin.is_none() && flow == otp::ConferenceFlow::Pin {
                 return Err(err(
                     &at("require_moderator"),
                     "needs a moderator_pin (nobody could start the conference)".into(),
@@ -969,11 +995,6 @@ impl Config {
                         format!("`{m}` is not auto, rfc4733, inband or info"),
                     )
                 })?),
-            };
-            let flow = match &c.flow {
-                None => otp::ConferenceFlow::Pin,
-                Some(f) => otp::ConferenceFlow::from_name(f)
-                    .ok_or_else(|| err(&at("flow"), format!("`{f}` is not pin, otp or pin+otp")))?,
             };
             let mut otp_channels = Vec::new();
             for (j, ch) in c.otp_channels.iter().enumerate() {
@@ -1017,7 +1038,11 @@ impl Config {
         // In a lobby the PIN picks the conference, so PINs must be unique.
         if lobby.is_some() {
             let mut seen: Vec<(&str, usize)> = Vec::new();
-            for (i, c) in conferences.iter().enumerate() {
+            for (i, c) in conferences
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.flow.reachable_from_lobby())
+            {
                 for p in [&c.pin, &c.moderator_pin]
                     .into_iter()
                     .flatten()
@@ -1232,6 +1257,34 @@ mod tests {
         let e = parse("[[conference]]\nname = \"a\"\npin = \"1\"\nmoderator_pin = \"1\"\n")
             .unwrap_err();
         assert_eq!(e.key, "conference[0].moderator_pin");
+    }
+
+    #[test]
+    fn otp_conferences_take_no_pin_and_stay_out_of_the_lobby() {
+        let log = "[delivery.log]\nenabled = true\n";
+        for key in ["pin", "moderator_pin"] {
+            let e = parse(&format!(
+                "{log}[[conference]]\nname = \"a\"\nflow = \"otp\"\n{key} = \"4321\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.key, format!("conference[0].{key}"));
+            assert!(e.to_string().contains("pin+otp"), "{e}");
+        }
+        // Directory moderators count, so moderator rules need no moderator PIN.
+        let c = parse(&format!(
+            "{log}[[conference]]\nname = \"a\"\nflow = \"otp\"\nrequire_moderator = true\n"
+        ))
+        .unwrap();
+        assert!(!c.conferences[0].flow.asks_for_pin());
+        // The lobby reaches only `pin` conferences, so a pin+otp PIN may
+        // equal a lobby PIN without making the lobby ambiguous.
+        let c = parse(&format!(
+            "{log}[lobby]\nnumbers = [\"5000\"]\n[[conference]]\nname = \"a\"\npin = \"11\"\n\
+             [[conference]]\nname = \"b\"\npin = \"11\"\nflow = \"pin+otp\"\n"
+        ))
+        .unwrap();
+        assert!(c.conferences[0].flow.reachable_from_lobby());
+        assert!(!c.conferences[1].flow.reachable_from_lobby());
     }
 
     #[test]

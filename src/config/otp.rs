@@ -69,6 +69,18 @@ impl ConferenceFlow {
             _ => None,
         }
     }
+
+    /// Whether callers key a PIN (the `otp` flow has none).
+    pub fn asks_for_pin(self) -> bool {
+        self != ConferenceFlow::Otp
+    }
+
+    /// Whether a `[lobby]` may admit to the conference: only plain PIN
+    /// conferences, because a lobby admits on the PIN alone and would skip
+    /// the passcode of the other flows.
+    pub fn reachable_from_lobby(self) -> bool {
+        self == ConferenceFlow::Pin
+    }
 }
 
 #[derive(Debug, Clone)]

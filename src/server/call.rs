@@ -675,7 +675,9 @@ async fn verify_code(
     };
     let conferences: Vec<usize> = match route {
         Route::Conference(i) => vec![i],
-        Route::Lobby => (0..env.config.conferences.len()).collect(),
+        Route::Lobby => (0..env.config.conferences.len())
+            .filter(|&i| lobby_admits(env, i))
+            .collect(),
         _ => vec![],
     };
     let mut candidates: Vec<(usize, Role, PinSecret)> = Vec::new();
@@ -745,6 +747,15 @@ async fn verify_code(
     }
 }
 
+/// A lobby admits on a code alone, so it reaches only plain PIN
+/// conferences: through it, a `pin+otp` conference would skip its passcode.
+fn lobby_admits(env: &CallEnv, i: usize) -> bool {
+    env.config
+        .conferences
+        .get(i)
+        .is_some_and(|c| c.flow.reachable_from_lobby())
+}
+
 async fn redeem_dialin(
     env: &Arc<CallEnv>,
     route: Route,
@@ -760,8 +771,10 @@ async fn redeem_dialin(
         .conferences
         .iter()
         .position(|c| c.name == redeemed.conference)?;
-    if matches!(route, Route::Conference(r) if r != i) {
-        return None;
+    match route {
+        Route::Conference(r) if r != i => return None,
+        Route::Lobby if !lobby_admits(env, i) => return None,
+        _ => {}
     }
     tracing::info!(participant = %participant.username, conference = %redeemed.conference, "dial-in code accepted");
     Some((
