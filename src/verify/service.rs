@@ -587,7 +587,7 @@ enabled = true
 name = "board"
 numbers = ["100"]
 pin = "1234"
-flow = "otp"
+flow = "pin+otp"
 [[participant]]
 name = "Alice"
 username = "alice"
