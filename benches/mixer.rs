@@ -11,7 +11,10 @@
 //! - `mixer/all_above_gate/N`: the same, with every leg loud enough to be a
 //!   talker (only 3 are mixed): the worst case for talker selection.
 //! - `jitter/*`: one `JitterBuffer::push` of a 20 ms packet and one `pop`,
-//!   in order or with 10% of the packets lost (concealment running).
+//!   in order or with 10% of the packets lost (concealment running), and
+//!   from a sender whose clock runs 10% fast (an extra packet every tenth
+//!   tick), which keeps the buffer time-scaling nearly every frame: the
+//!   worst case for the splice's alignment search.
 //!
 //! Criterion reports the time per tick and, through `Throughput::Elements`,
 //! legs per second; the time per leg is the tick time divided by N.
@@ -107,16 +110,24 @@ impl Leg {
         }
     }
 
-    /// One tick; every `lose_every`-th packet is lost (0: none).
-    fn tick(&mut self, lose_every: u64) {
+    /// One tick; every `lose_every`-th packet is lost (0: none), and every
+    /// `extra_every`-th tick brings a second packet (0: never).
+    fn tick(&mut self, lose_every: u64, extra_every: u64) {
         self.tick += 1;
         self.now += Duration::from_millis(20);
-        if lose_every == 0 || self.tick % lose_every != 0 {
-            self.jb
-                .push(self.now, 0x1234, self.seq, self.ts, black_box(&self.packet));
+        let packets = if extra_every != 0 && self.tick % extra_every == 0 {
+            2
+        } else {
+            1
+        };
+        for _ in 0..packets {
+            if lose_every == 0 || self.tick % lose_every != 0 {
+                self.jb
+                    .push(self.now, 0x1234, self.seq, self.ts, black_box(&self.packet));
+            }
+            self.seq = self.seq.wrapping_add(1);
+            self.ts = self.ts.wrapping_add(FRAME as u32);
         }
-        self.seq = self.seq.wrapping_add(1);
-        self.ts = self.ts.wrapping_add(FRAME as u32);
         black_box(self.jb.pop(self.now, &mut self.out));
     }
 }
@@ -124,12 +135,16 @@ impl Leg {
 fn bench_jitter(c: &mut Criterion) {
     let mut group = c.benchmark_group("jitter");
     group.throughput(Throughput::Elements(1));
-    for (name, lose_every) in [("in_order", 0), ("10pct_loss", 10)] {
+    for (name, lose_every, extra_every) in [
+        ("in_order", 0, 0),
+        ("10pct_loss", 10, 0),
+        ("fast_sender_10pct", 0, 10),
+    ] {
         let mut leg = Leg::new();
         for _ in 0..100 {
-            leg.tick(lose_every);
+            leg.tick(lose_every, extra_every);
         }
-        group.bench_function(name, |b| b.iter(|| leg.tick(lose_every)));
+        group.bench_function(name, |b| b.iter(|| leg.tick(lose_every, extra_every)));
     }
     group.finish();
 }

@@ -30,8 +30,10 @@
 //!   underflows and late packets, decayed slowly when neither happens). Too
 //!   much margin is removed and too little added by time-scaling single
 //!   frames: a frame is made from `160 ± k` input samples by cross-fading two
-//!   shifted copies over the whole frame, with `k` up to 40 samples in quiet
-//!   frames and 2 in loud ones. A sender clock 0.5% fast needs 0.8 samples
+//!   copies `k` samples apart over the whole frame, `k` (up to 40) chosen
+//!   where the two copies agree best, i.e. a whole number of pitch periods,
+//!   so periodic sound keeps every frequency; a loud frame with no such
+//!   agreement moves by at most 2 samples. A sender clock 0.5% fast needs 0.8 samples
 //!   dropped per frame, so latency never creeps, and a slow one is stretched
 //!   before it underflows.
 //! - **Concealment.** Missing samples repeat the last pitch period heard
@@ -68,8 +70,12 @@ const WINDOW_TICKS: u32 = 50;
 const SLACK: u32 = 80;
 /// Most samples added or removed in one loud frame.
 const STEP_ACTIVE: u32 = 2;
-/// Most samples added or removed in one quiet frame.
+/// Most samples added or removed in one quiet frame, or in a loud one where
+/// the shifted copy lines up with the frame (see [`ALIGNED_CORRELATION`]).
 const STEP_QUIET: u32 = 40;
+/// Normalised correlation between a frame and its copy shifted by `s` above
+/// which the cross-fade between them is inaudible, whatever `s`.
+const ALIGNED_CORRELATION: f64 = 0.9;
 /// −45 dBFS as a mean square: below this a frame is quiet whatever the
 /// average.
 const QUIET_MEAN_SQUARE: u32 = 34_000;
@@ -558,6 +564,9 @@ pub struct JitterBuffer {
     adjust: i32,
     /// Smoothed mean square of the audio played.
     avg_energy: u32,
+    /// Whether this frame may be scaled by any amount (quiet, or the delay
+    /// far too high), set by `scale_step` for `splice`.
+    scale_free: bool,
     /// The previous frame was received audio, so history joins on to it.
     last_real: bool,
     conceal: Concealer,
@@ -576,6 +585,14 @@ impl std::fmt::Debug for JitterBuffer {
 }
 
 /// Samples at 8 kHz in `d`, saturating.
+/// `Σ a·b`, exact in integers.
+fn dot(a: &[i16], b: &[i16]) -> i64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i64::from(i32::from(x) * i32::from(y)))
+        .sum()
+}
+
 fn samples_in(d: Duration) -> u32 {
     (d.as_micros().saturating_mul(8) / 1000).min(MAX_TARGET as u128) as u32
 }
@@ -610,6 +627,7 @@ impl JitterBuffer {
             calm_ticks: 0,
             adjust: 0,
             avg_energy: 0,
+            scale_free: false,
             last_real: false,
             conceal: Concealer::new(),
             stats: JitterStats {
@@ -892,9 +910,10 @@ impl JitterBuffer {
         let (kind, consumed) = if whole && !self.conceal.active {
             self.ring.read(start, out);
             let energy = mean_square(out);
-            let k = self.scale_step(level, energy);
+            let mut k = self.scale_step(level, energy);
             if k != 0 {
-                self.splice(start, k, out);
+                k = self.splice(start, k, out);
+                self.commit_step(k);
             }
             self.conceal.push_hist(out);
             (FrameKind::Audio, (FRAME as i32 + k) as u32)
@@ -912,9 +931,10 @@ impl JitterBuffer {
         kind
     }
 
-    /// The signed number of samples to drop (> 0) or insert (< 0) in this
-    /// frame: none while concealing, a few in loud frames, more in quiet
-    /// ones or when the delay is far too high.
+    /// The most samples this frame may drop (> 0) or insert (< 0): none
+    /// while concealing, up to [`STEP_QUIET`] otherwise and never more than
+    /// the correction still owed or, for drops, than the buffered audio
+    /// allows. [`splice`](Self::splice) picks the amount within that.
     fn scale_step(&mut self, level: u32, energy: u32) -> i32 {
         let quiet = energy < QUIET_MEAN_SQUARE || energy.saturating_mul(8) < self.avg_energy;
         self.avg_energy = self.avg_energy - self.avg_energy / 16 + energy / 16;
@@ -923,22 +943,23 @@ impl JitterBuffer {
         }
         let margin = level - FRAME as u32;
         let far_too_high = margin > self.max_target + FRAME as u32;
-        let limit = if quiet || far_too_high {
-            STEP_QUIET
-        } else {
-            STEP_ACTIVE
-        } as i32;
-        let k = if self.adjust > 0 {
+        self.scale_free = quiet || far_too_high;
+        let limit = STEP_QUIET as i32;
+        if self.adjust > 0 {
             let k = self.adjust.min(limit).min(margin as i32);
             let start = self.timeline.map_or(0, |t| t.play);
             // Dropping needs the next k samples too.
-            if !self.ring.all_present(start, FRAME + k as usize) {
-                return 0;
+            match self.ring.first_absent(start, FRAME + k as usize) {
+                None => k,
+                Some(at) => (at as i32 - FRAME as i32).max(0),
             }
-            k
         } else {
             self.adjust.max(-limit)
-        };
+        }
+    }
+
+    /// Books `k` samples dropped (> 0) or inserted (< 0).
+    fn commit_step(&mut self, k: i32) {
         self.adjust -= k;
         if self.adjust == 0 {
             // Measure afresh now that the correction is done.
@@ -949,27 +970,63 @@ impl JitterBuffer {
         } else {
             self.stats.inserted_for_drift += (-k) as u64;
         }
-        k
     }
 
-    /// Builds the frame from `160 + k` input samples: a cross-fade over the
-    /// whole frame from the input at offset `i` to the input at `i + k`.
-    /// The first sample follows on from the previous frame and the last
-    /// leads into the next one (which starts at `160 + k`), so nothing
-    /// steps. Samples before the playout point come from the history.
-    fn splice(&mut self, start: u32, k: i32, out: &mut [i16; FRAME]) {
+    /// Builds the frame from `160 + s` input samples, `s` of the sign of
+    /// `max` and at most `|max|`: a cross-fade over the whole frame from the
+    /// input at offset `i` to the input at `i + s`. The first sample follows
+    /// on from the previous frame and the last leads into the next one
+    /// (which starts at `160 + s`), so nothing steps. Samples before the
+    /// playout point come from the history. Returns `s`.
+    ///
+    /// Cross-fading two copies `s` samples apart cancels the frequencies
+    /// they hold in opposite phase (a comb filter), so `s` is chosen where
+    /// the two copies agree best (a whole number of pitch periods, as WSOLA
+    /// does): for a periodic sound nothing is lost. Only in a loud frame
+    /// with no such agreement (noise-like sound) is the shift kept to
+    /// [`STEP_ACTIVE`] samples, where the comb's first notch lies above the
+    /// telephone band's useful part.
+    fn splice(&mut self, start: u32, max: i32, out: &mut [i16; FRAME]) -> i32 {
         const PAD: usize = STEP_QUIET as usize;
         let mut x = [0i16; FRAME + 2 * PAD];
         for (j, v) in x[..PAD].iter_mut().enumerate() {
             *v = self.conceal.hist_back(PAD - j);
         }
-        let ahead = FRAME + k.max(0) as usize;
+        let ahead = FRAME + max.max(0) as usize;
         self.ring.read(start, &mut x[PAD..PAD + ahead]);
+        let sign = max.signum();
+        let (mut best, mut best_corr) = (sign, f64::MIN);
+        let (mut near, mut near_corr) = (sign, f64::MIN);
+        let frame = &x[PAD..PAD + FRAME];
+        let aa = dot(frame, frame);
+        for m in 1..=max.abs() {
+            let s = sign * m;
+            let at = (PAD as i32 + s) as usize;
+            let shifted = &x[at..at + FRAME];
+            let bb = dot(shifted, shifted);
+            let c = if aa > 0 && bb > 0 {
+                dot(frame, shifted) as f64 / ((aa as f64) * (bb as f64)).sqrt()
+            } else {
+                0.0
+            };
+            if c > best_corr {
+                (best, best_corr) = (s, c);
+            }
+            if m <= STEP_ACTIVE as i32 && c > near_corr {
+                (near, near_corr) = (s, c);
+            }
+        }
+        let s = if self.scale_free || best_corr >= ALIGNED_CORRELATION {
+            best
+        } else {
+            near
+        };
         for (i, o) in out.iter_mut().enumerate() {
             let a = x[PAD + i] as i32;
-            let b = x[(PAD as i32 + i as i32 + k) as usize] as i32;
+            let b = x[(PAD as i32 + i as i32 + s) as usize] as i32;
             *o = (a + (b - a) * i as i32 / FRAME as i32) as i16;
         }
+        s
     }
 
     /// Plays a frame that has missing samples (or ends a concealment run),
@@ -1334,6 +1391,41 @@ mod tests {
         assert!((120.0..=400.0).contains(&mean), "mean delay {mean}, {s:?}");
         assert!((140_000..=150_000).contains(&s.inserted_for_drift), "{s:?}");
         assert!(gaps < 20, "{gaps} frames not audio, {s:?}");
+    }
+
+    /// A 3 kHz sine, loud: high in the band, where cross-fading two copies
+    /// a couple of samples apart cancels most.
+    fn high_tone(i: u64) -> i16 {
+        let t = i as f64 / 8000.0;
+        (8000.0 * (2.0 * std::f64::consts::PI * 3000.0 * t).sin()).round() as i16
+    }
+
+    #[test]
+    fn time_scaling_keeps_high_frequencies() {
+        // A sender 0.5 % fast or slow makes the buffer scale frames all the
+        // time; every frame of a steady 3 kHz tone must keep its level
+        // (RMS of 8000 / √2 = 5657) within 1 dB.
+        for ppm in [5_000.0, -5_000.0] {
+            let interval = 20_000.0 / (1.0 + ppm / 1e6);
+            let count = (60.0 * 1e6 / interval) as usize;
+            let mut b = jb();
+            let r = run(&mut b, stream(count, 160, interval, 0, 0), 2_950, high_tone);
+            let s = b.stats();
+            assert!(
+                s.dropped_for_drift + s.inserted_for_drift > 1_000,
+                "the buffer scaled frames: {s:?}"
+            );
+            let start = r.first_played().unwrap() + 5;
+            let low = 5657.0 * 10f64.powf(-1.0 / 20.0);
+            for (n, f) in r.out[start * FRAME..2_940 * FRAME]
+                .chunks(FRAME)
+                .enumerate()
+            {
+                let rms =
+                    (f.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / FRAME as f64).sqrt();
+                assert!(rms >= low, "{ppm} ppm: frame {n} at {rms:.0} RMS, {s:?}");
+            }
+        }
     }
 
     #[test]
