@@ -10,7 +10,7 @@
 //!   with its own sequence number. No audio is sent while an event and its
 //!   final copies are going out; the audio that follows is stamped with the
 //!   wall-clock time it stands for, so the stream's clock never drifts from
-//!   real time (the model of `tests/interop/tools/gen_rfc4733_pcap.py`).
+//!   real time (the model of `fixtures/tools/gen_rfc4733_pcap.py`).
 //! - in-band tones in the G.711 stream ([`RtpStream::inband`]), -10 dBm0
 //!   per tone;
 //! - SIP INFO with `application/dtmf-relay` ([`info_key`]).
