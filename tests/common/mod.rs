@@ -6,6 +6,7 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod http;
 pub mod peers;
 pub mod process;
 pub mod rtp;
