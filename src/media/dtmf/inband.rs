@@ -136,10 +136,10 @@ const RELATIVE_PEAK_HIGH_DB: f32 = 12.0;
 /// The same for the low group. Voiced speech keeps its first formant,
 /// and so its strongest harmonics, around 700–950 Hz, right among the low
 /// DTMF frequencies: most keys lost under loud speech fail here. Measured
-/// on the accuracy report's material, 10 dB finds about one key in a
-/// hundred more at 6 dB SNR than 12 dB and lets no false digit through
-/// (the run-level checks catch the harmonic pairs it admits); lowering
-/// the high group's bar as well did let speech through.
+/// on the accuracy report's material (the default and two fresh seeds),
+/// 10 dB finds about one key in a hundred more at 6 dB SNR than 12 dB and
+/// adds no false digit (the run-level checks catch the harmonic pairs it
+/// admits); lowering the high group's bar as well did let speech through.
 const RELATIVE_PEAK_LOW_DB: f32 = 10.0;
 
 /// Share of the window's energy the two winning tones must carry. A clean
