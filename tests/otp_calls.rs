@@ -99,6 +99,14 @@ async fn dial_number(server: &TestServer, from: &str, number: &str) -> Caller {
 }
 
 impl Caller {
+    /// Waits for the first playing of `prompt`; panics with `what` if it
+    /// does not come. Returns every prompt heard so far.
+    async fn hears(&self, prompt: PromptId, what: &str) -> Vec<PromptId> {
+        wait_for_prompt(&self.rec, prompt, 1, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+    }
+
     async fn key(&mut self, keys: &str) {
         let slots = self.stream.rfc4733(keys, 100, 100);
         send_slots(&self.rec, self.to, slots).await.unwrap();
@@ -124,13 +132,11 @@ async fn known_caller_gets_a_code_by_sms_keys_it_and_joins() {
         .expect("the code reached the SMS gateway");
     assert_eq!(sms.to, ALICE);
     assert_eq!(sms.code.len(), 6);
-    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
-        .await
-        .expect("asked for the code");
+    caller.hears(PromptId::EnterOtp, "asked for the code").await;
     caller.key(&sms.code).await;
-    let heard = wait_for_prompt(&caller.rec, PromptId::OnlyPerson, 1, WAIT)
-        .await
-        .expect("joined the conference");
+    let heard = caller
+        .hears(PromptId::OnlyPerson, "joined the conference")
+        .await;
     assert!(
         heard.contains(&PromptId::WelcomeName) && heard.contains(&PromptId::Correct),
         "{heard:?}"
@@ -165,22 +171,16 @@ async fn wrong_code_says_try_again_then_the_right_one_joins() {
         TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::Otp)).await;
     let mut caller = dial(&server, ALICE).await;
     let sms = gateway.wait_for(1, WAIT).await.expect("code sent");
-    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
-        .await
-        .expect("asked");
+    caller.hears(PromptId::EnterOtp, "asked").await;
     let wrong: String = sms
         .code
         .chars()
         .map(|c| if c == '9' { '0' } else { '9' })
         .collect();
     caller.key(&wrong).await;
-    wait_for_prompt(&caller.rec, PromptId::TryAgain, 1, WAIT)
-        .await
-        .expect("try again");
+    caller.hears(PromptId::TryAgain, "try again").await;
     caller.key(&sms.code).await;
-    wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT)
-        .await
-        .expect("that was correct");
+    caller.hears(PromptId::Correct, "that was correct").await;
     caller.bye().await;
     server.stop().await;
 }
@@ -210,19 +210,13 @@ async fn pin_then_otp() {
     let server =
         TestServer::start_with(|c| otp_config(c, &dir, &gateway, ConferenceFlow::PinOtp)).await;
     let mut caller = dial(&server, ALICE).await;
-    wait_for_prompt(&caller.rec, PromptId::EnterCode, 1, WAIT)
-        .await
-        .expect("asked for the PIN");
+    caller.hears(PromptId::EnterCode, "asked for the PIN").await;
     assert!(gateway.received().is_empty(), "no code before the PIN");
     caller.key("1234#").await;
     let sms = gateway.wait_for(1, WAIT).await.expect("code after the PIN");
-    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
-        .await
-        .expect("asked for the code");
+    caller.hears(PromptId::EnterOtp, "asked for the code").await;
     caller.key(&sms.code).await;
-    wait_for_prompt(&caller.rec, PromptId::OnlyPerson, 1, WAIT)
-        .await
-        .expect("joined");
+    caller.hears(PromptId::OnlyPerson, "joined").await;
     caller.bye().await;
     server.stop().await;
 }
@@ -242,13 +236,16 @@ async fn a_lobby_does_not_skip_the_passcode_of_a_pin_otp_conference() {
     })
     .await;
     let mut caller = dial_number(&server, ALICE, "5000").await;
-    wait_for_prompt(&caller.rec, PromptId::EnterCode, 1, WAIT)
-        .await
-        .expect("the lobby asks for a code");
+    caller
+        .hears(PromptId::EnterCode, "the lobby asks for a code")
+        .await;
     caller.key("1234#").await;
-    wait_for_prompt(&caller.rec, PromptId::CodeIncorrect, 1, WAIT)
-        .await
-        .expect("the pin+otp conference's PIN is not a lobby code");
+    caller
+        .hears(
+            PromptId::CodeIncorrect,
+            "the pin+otp conference's PIN is not a lobby code",
+        )
+        .await;
     let heard = prompt_ids(&caller.rec);
     assert!(
         !heard.contains(&PromptId::Joining) && !heard.contains(&PromptId::OnlyPerson),
@@ -340,13 +337,9 @@ async fn code_by_sip_message_through_the_trunk() {
     let body = msg.body_str();
     let code: String = body.chars().filter(char::is_ascii_digit).collect();
     assert_eq!(code.len(), 6, "{body}");
-    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
-        .await
-        .expect("asked");
+    caller.hears(PromptId::EnterOtp, "asked").await;
     caller.key(&code).await;
-    wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT)
-        .await
-        .expect("approved");
+    caller.hears(PromptId::Correct, "approved").await;
     caller.bye().await;
     server.stop().await;
 }
@@ -411,9 +404,9 @@ async fn code_read_out_in_a_voice_call_through_the_trunk() {
         "read the same code twice"
     );
     caller.key(&code).await;
-    wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT)
-        .await
-        .expect("the code heard on the phone works");
+    caller
+        .hears(PromptId::Correct, "the code heard on the phone works")
+        .await;
     caller.bye().await;
     server.stop().await;
 }
@@ -425,20 +418,19 @@ async fn directory_moderators_join_as_moderators() {
     let server = TestServer::start_with(|c| {
         otp_config(c, &dir, &gateway, ConferenceFlow::Otp);
         c.otp.participants = vec![alice(vec![], true)];
+        // As the config file allows it: an otp conference takes no PIN, so
+        // its moderators come from the directory alone.
         c.conferences[0].rules.require_moderator = true;
-        c.conferences[0].moderator_pin = pinbridge::conference::pin::PinSecret::plain("9999").ok();
+        c.conferences[0].pin = None;
+        c.conferences[0].moderator_pin = None;
     })
     .await;
     let mut caller = dial(&server, ALICE).await;
     let sms = gateway.wait_for(1, WAIT).await.expect("code");
-    wait_for_prompt(&caller.rec, PromptId::EnterOtp, 1, WAIT)
-        .await
-        .expect("asked");
+    caller.hears(PromptId::EnterOtp, "asked").await;
     caller.key(&sms.code).await;
     // A moderator never waits for the moderator.
-    wait_for_prompt(&caller.rec, PromptId::OnlyPerson, 1, WAIT)
-        .await
-        .expect("joined");
+    caller.hears(PromptId::OnlyPerson, "joined").await;
     assert!(!prompt_ids(&caller.rec).contains(&PromptId::WaitingForModerator));
     caller.bye().await;
     server.stop().await;
@@ -464,9 +456,7 @@ async fn otp_flow_timing() {
         let code_at_gateway = t0.elapsed();
         caller.key(&sms.code).await;
         let keyed = t0.elapsed();
-        wait_for_prompt(&caller.rec, PromptId::Correct, 1, WAIT)
-            .await
-            .expect("approved");
+        caller.hears(PromptId::Correct, "approved").await;
         // When the first sample of "that was correct" arrived.
         let approved = common::dtmf::heard_prompts(&caller.rec)
             .into_iter()
