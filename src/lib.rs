@@ -8,6 +8,7 @@
 
 pub mod conference;
 pub mod config;
+pub mod fault;
 pub mod http;
 pub mod ivr;
 pub mod media;

@@ -240,6 +240,21 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     init_logging(&config);
+    // A panic anywhere is a bug: log it and exit non-zero so the service
+    // manager restarts us, rather than run on with a dead task.
+    pinbridge::server::supervise::exit_on_panic();
+    match pinbridge::fault::arm_from_env() {
+        Ok(None) => {}
+        Ok(Some(site)) => tracing::warn!(
+            %site,
+            "{} is set: this process will panic on purpose (supervision tests only)",
+            pinbridge::fault::ENV
+        ),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let prompts = match PromptSet::load(&config.prompt_files) {
         Ok(p) => p,
         Err(e) => {
@@ -258,17 +273,29 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match pinbridge::server::start(config, prompts).await {
+        let mut server = match pinbridge::server::start(config, prompts).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot bind the SIP sockets");
+                tracing::error!(error = %e, "cannot start");
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
-        tracing::info!("signal received: shutting down");
+        let code = tokio::select! {
+            _ = wait_for_signal() => {
+                tracing::info!("signal received: shutting down");
+                ExitCode::SUCCESS
+            }
+            ended = server.task_ended() => {
+                tracing::error!(
+                    task = ended.task,
+                    panicked = ended.panicked,
+                    "internal error: a long-lived task stopped; shutting down so that the service manager restarts pinbridge"
+                );
+                ExitCode::from(pinbridge::server::supervise::EXIT_INTERNAL_ERROR)
+            }
+        };
         server.stop().await;
-        ExitCode::SUCCESS
+        code
     })
 }
 

@@ -104,10 +104,16 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
 /// given (`[http] join_page`).
 pub fn app(state: ApiState, max_body_bytes: usize, join: Option<join::JoinState>) -> Router {
     let api = router(state, max_body_bytes);
-    match join {
+    let app = match join {
         Some(j) => api.merge(join::router(j, max_body_bytes)),
         None => api,
-    }
+    };
+    app.layer(axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            crate::fault::check(crate::fault::Site::Http);
+            next.run(req).await
+        },
+    ))
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -392,6 +392,7 @@ pub async fn run(
     if !answer(&env, &info, &mut sip, &mut media, &mut dtmf).await {
         return;
     }
+    crate::fault::check(crate::fault::Site::Call);
 
     let mut ivr = Ivr::new(flow);
     let joined = match run_ivr(

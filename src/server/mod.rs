@@ -11,6 +11,7 @@ pub mod otp_channels;
 pub mod room;
 pub mod rtp_ports;
 pub mod sip_task;
+pub mod supervise;
 pub mod transport;
 pub mod trunk;
 
@@ -39,6 +40,7 @@ use call::CallEnv;
 use otp_channels::{SipMessageSender, TrunkLink, TrunkParts, VoiceSender};
 use rtp_ports::RtpPortAllocator;
 use sip_task::SipTask;
+use supervise::{TaskEnded, TaskWatch};
 use transport::ConnectionIds;
 use trunk::SipHandle;
 
@@ -54,12 +56,25 @@ pub struct ServerHandle {
     task: JoinHandle<()>,
     side_tasks: Vec<JoinHandle<()>>,
     sip: SipHandle,
+    /// Ends of the long-lived tasks (see `supervise`).
+    ended: mpsc::UnboundedReceiver<TaskEnded>,
 }
 
 impl ServerHandle {
     /// Places calls and sends messages through the configured trunk.
     pub fn sip(&self) -> SipHandle {
         self.sip.clone()
+    }
+
+    /// Waits until a long-lived task (the SIP task, a transport, the HTTP
+    /// server) ends although no shutdown was asked for: the server can no
+    /// longer do its job, and the caller should stop it and exit non-zero
+    /// (see [`supervise`]). Pending forever while all is well.
+    pub async fn task_ended(&mut self) -> TaskEnded {
+        match self.ended.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
     }
 
     /// Starts a graceful shutdown: every call gets a BYE.
@@ -212,17 +227,20 @@ pub async fn start_with_clock(
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let conn_ids = Arc::new(ConnectionIds::default());
+    let (watch, ended) = TaskWatch::new();
 
     let mut side_tasks = Vec::new();
     if let Some(u) = &udp {
-        side_tasks.push(tokio::spawn(transport::run_udp(u.clone(), net_tx.clone())));
+        side_tasks.push(watch.spawn(
+            "SIP UDP receiver",
+            transport::run_udp(u.clone(), net_tx.clone()),
+        ));
     }
     if let Some(t) = tcp {
-        side_tasks.push(tokio::spawn(transport::run_tcp_listener(
-            t,
-            conn_ids.clone(),
-            net_tx.clone(),
-        )));
+        side_tasks.push(watch.spawn(
+            "SIP TCP listener",
+            transport::run_tcp_listener(t, conn_ids.clone(), net_tx.clone()),
+        ));
     }
 
     // The trunk's address: resolved now, or retried in the background.
@@ -307,7 +325,7 @@ pub async fn start_with_clock(
         trunk: config.otp.trunk.clone(),
         trunk_address: trunk_rx,
     };
-    let task = tokio::spawn(sip.run());
+    let task = watch.spawn("SIP", sip.run());
 
     let mut http_addr = None;
     if let (Some(http), Some(service)) = (&config.otp.http, &verify) {
@@ -325,12 +343,17 @@ pub async fn start_with_clock(
         let server = HttpServer::bind(http.listen, app).await?;
         http_addr = Some(server.local_addr()?);
         let mut stop = shutdown_tx.subscribe();
-        side_tasks.push(tokio::spawn(async move {
+        let mut stopping = shutdown_tx.subscribe();
+        side_tasks.push(watch.spawn("HTTP server", async move {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
             if let Err(e) = server.run(shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
+            }
+            // Its end is expected only once the server is stopping.
+            if *stopping.borrow_and_update() {
+                std::future::pending::<()>().await;
             }
         }));
         tracing::info!(http = ?http_addr, join_page = http.join_page, "HTTP API listening");
@@ -344,5 +367,6 @@ pub async fn start_with_clock(
         task,
         side_tasks,
         sip: sip_handle,
+        ended,
     })
 }

@@ -307,6 +307,7 @@ impl RoomTask {
     }
 
     fn tick(&mut self, now: Instant) {
+        crate::fault::check(crate::fault::Site::Room);
         let due = self.clock.due(now, 1);
         if due.send == 0 {
             return;

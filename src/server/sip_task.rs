@@ -377,6 +377,7 @@ impl SipTask {
     }
 
     fn input(&mut self, input: NetInput, st: &mut State) {
+        crate::fault::check(crate::fault::Site::Sip);
         let now = Instant::now();
         match input {
             NetInput::Udp { from, data } => {

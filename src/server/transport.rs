@@ -196,6 +196,7 @@ pub async fn run_tcp_connection(
                     }
                 }
             };
+            crate::fault::check(crate::fault::Site::TcpConnection);
             if tx
                 .send(NetInput::Tcp {
                     conn,

@@ -52,6 +52,7 @@ impl StoreHandle {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |store| {
+            crate::fault::check(crate::fault::Site::Store);
             let _ = tx.send(f(store));
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
