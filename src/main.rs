@@ -227,7 +227,10 @@ fn init_logging(config: &Config) {
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // Peer-controlled values are escaped so they cannot forge a line.
+        LogFormat::Text => builder
+            .fmt_fields(pinbridge::server::log_format::EscapingFields)
+            .init(),
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod leg;
+pub mod log_format;
 pub mod otp_channels;
 pub mod room;
 pub mod rtp_ports;
