@@ -344,8 +344,16 @@ fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
     })
 }
 
+/// Does `text` start with `prefix`, ASCII case ignored? Compares bytes, so a
+/// multi-byte character where the prefix ends is a mismatch, not a panic.
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 fn parse_start_line(line: &str, defect: &mut Option<Defect>) -> Result<StartLine, ParseError> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_ignore_case(line, "SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let mut parts = line.splitn(3, ' ');
         let version = parts.next().unwrap_or("");
@@ -384,7 +392,7 @@ fn parse_start_line(line: &str, defect: &mut Option<Defect>) -> Result<StartLine
     }
     let version = parts[2];
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        let looks_like_sip = version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/");
+        let looks_like_sip = version.len() > 4 && starts_with_ignore_case(version, "SIP/");
         *defect = Some(if looks_like_sip {
             Defect::UnsupportedVersion(version.to_string())
         } else {
@@ -714,6 +722,37 @@ l: 4\r\n\r\nbodyEXTRA";
             let mut f = StreamFramer::new();
             f.push(&bytes);
             while let Some(Framed::Message(_)) = f.next_message() {}
+        }
+    }
+
+    /// A multi-byte character where the start line's `SIP/` would end used
+    /// to panic (byte-index slicing); the 7-byte datagram below stopped the
+    /// SIP task for good.
+    #[test]
+    fn multibyte_characters_in_the_start_line_are_errors_not_panics() {
+        assert_eq!(
+            parse_datagram(b"INV\xc3\xa9\n\n"),
+            Err(ParseError::BadStartLine)
+        );
+        let (_, d) = req(parse_datagram(
+            "OPTIONS sip:a@b SIP\u{e9}/2.0\r\nl: 0\r\n\r\n".as_bytes(),
+        )
+        .unwrap());
+        assert_eq!(d, Some(Defect::BadRequestLine));
+        let mut f = StreamFramer::new();
+        f.push(b"INV\xc3\xa9\n\n");
+        assert!(matches!(
+            f.next_message(),
+            Some(Framed::Fatal(ParseError::BadStartLine, None))
+        ));
+        // The same character at every position of a request and a status line.
+        for line in ["SIP/2.0 200 OK", "INVITE sip:a@b SIP/2.0"] {
+            for at in 0..=line.len() {
+                let mut text = line.to_string();
+                text.insert(at, '\u{e9}');
+                text.push_str("\r\nl: 0\r\n\r\n");
+                let _ = parse_datagram(text.as_bytes());
+            }
         }
     }
 
