@@ -6,6 +6,11 @@
 //! `server` module is the thin tokio shell that does the I/O. See
 //! ARCHITECTURE.md for the shape.
 
+// Peer- and operator-controlled text is never sliced by byte index: a
+// multi-byte character at the cut panics. Use `get(..)`, `split_once`,
+// `strip_prefix` or bytes (test code may allow it).
+#![deny(clippy::string_slice)]
+
 pub mod conference;
 pub mod config;
 pub mod fault;

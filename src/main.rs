@@ -1,5 +1,10 @@
 //! The `pinbridge` command line.
 
+// Peer- and operator-controlled text is never sliced by byte index: a
+// multi-byte character at the cut panics. Use `get(..)`, `split_once`,
+// `strip_prefix` or bytes (test code may allow it).
+#![deny(clippy::string_slice)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -464,8 +464,9 @@ impl<'a> Locator<'a> {
     }
 
     fn line_of_offset(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
+        self.text
             .bytes()
+            .take(offset)
             .filter(|&b| b == b'\n')
             .count()
             + 1

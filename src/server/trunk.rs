@@ -245,9 +245,11 @@ pub fn target_uri(target: &str, domain: &str) -> Result<String, PlaceError> {
             _ => Err(bad()),
         };
     }
-    let number = match lower.strip_prefix("tel:") {
-        Some(_) => t[4..].split(';').next().unwrap_or(""),
-        None => t,
+    let number = match t.split_at_checked(4) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("tel:") => {
+            rest.split(';').next().unwrap_or("")
+        }
+        _ => t,
     };
     let number: String = number
         .chars()

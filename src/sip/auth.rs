@@ -614,6 +614,7 @@ mod tests {
     use super::*;
 
     /// Pulls `name=value` out of an Authorization value (test helper).
+    #[allow(clippy::string_slice)]
     fn field(v: &str, name: &str) -> Option<String> {
         let at = v.find(&format!(" {name}="))? + name.len() + 2;
         let rest = &v[at..];

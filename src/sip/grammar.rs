@@ -65,8 +65,12 @@ impl<'a> Cursor<'a> {
         Cursor { s, pos: 0 }
     }
 
+    // The cursor only stops on ASCII bytes, so `pos` is always a character
+    // boundary and the `get`s below never fall back; they only make a slip
+    // an empty string instead of a panic.
+
     pub fn rest(&self) -> &'a str {
-        &self.s[self.pos..]
+        self.s.get(self.pos..).unwrap_or("")
     }
 
     pub fn is_empty(&self) -> bool {
@@ -116,7 +120,7 @@ impl<'a> Cursor<'a> {
         while self.peek().is_some_and(&f) {
             self.pos += 1;
         }
-        &self.s[start..self.pos]
+        self.s.get(start..self.pos).unwrap_or("")
     }
 
     /// Takes a token, or `None` if no token character is next.
@@ -136,7 +140,7 @@ impl<'a> Cursor<'a> {
         while self.pos < b.len() {
             match b[self.pos] {
                 b'"' => {
-                    let inner = &self.s[start..self.pos];
+                    let inner = self.s.get(start..self.pos)?;
                     self.pos += 1;
                     return Some(inner);
                 }
@@ -179,7 +183,7 @@ impl<'a> Cursor<'a> {
         if in_angle {
             return Err(Unbalanced);
         }
-        Ok(&self.s[start..self.pos])
+        Ok(self.s.get(start..self.pos).unwrap_or(""))
     }
 }
 

@@ -319,14 +319,14 @@ fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
         if let Some((n, v)) = current.take() {
             headers.push(n, v);
         }
-        match line.find(':') {
-            Some(colon) => {
-                let name = line[..colon].trim_end_matches([' ', '\t']);
+        match line.split_once(':') {
+            Some((name, value)) => {
+                let name = name.trim_end_matches([' ', '\t']);
                 if !is_token(name) {
                     defect.get_or_insert(Defect::MalformedHeaderLine);
                     continue;
                 }
-                let value = line[colon + 1..].trim_matches([' ', '\t']);
+                let value = value.trim_matches([' ', '\t']);
                 current = Some((canonical_name(name), value.to_string()));
             }
             None => {

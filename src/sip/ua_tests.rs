@@ -756,6 +756,7 @@ fn h(alg: &str, s: &str) -> String {
 }
 
 /// `name=value` from an Authorization value (quotes removed).
+#[allow(clippy::string_slice)]
 fn auth_param(v: &str, name: &str) -> String {
     let at = v
         .find(&format!(" {name}="))

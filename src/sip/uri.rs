@@ -121,8 +121,7 @@ pub enum Uri {
 
 impl Uri {
     pub fn parse(s: &str) -> Result<Uri, UriError> {
-        let colon = s.find(':').ok_or(UriError::NoScheme)?;
-        let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
+        let (scheme, rest) = s.split_once(':').ok_or(UriError::NoScheme)?;
         let scheme_ok = scheme
             .bytes()
             .next()
@@ -182,15 +181,15 @@ impl Uri {
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri, UriError> {
     // '@' cannot appear unescaped in params or headers, so the first one (if
     // any) ends the userinfo even when the user part contains ';' or '?'.
-    let (userinfo, after) = match rest.find('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+    let (userinfo, after) = match rest.split_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
         None => (None, rest),
     };
     let (user, password) = match userinfo {
         None => (None, None),
         Some(ui) => {
-            let (u, p) = match ui.find(':') {
-                Some(i) => (&ui[..i], Some(&ui[i + 1..])),
+            let (u, p) = match ui.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
                 None => (ui, None),
             };
             // user-unreserved = & = + $ , ; ? /
@@ -206,14 +205,15 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri, UriError> {
             (Some(u.to_string()), p.map(str::to_string))
         }
     };
-    let (before_headers, headers) = match after.find('?') {
-        Some(q) => (&after[..q], Some(&after[q + 1..])),
+    let (before_headers, headers) = match after.split_once('?') {
+        Some((before, headers)) => (before, Some(headers)),
         None => (after, None),
     };
-    let (hostport, params_str) = match before_headers.find(';') {
-        Some(i) => (&before_headers[..i], &before_headers[i..]),
-        None => (before_headers, ""),
-    };
+    // The parameters keep their leading ';'.
+    let (hostport, params_str) = before_headers
+        .find(';')
+        .and_then(|i| before_headers.split_at_checked(i))
+        .unwrap_or((before_headers, ""));
     let (host_str, port) = split_host_port(hostport)?;
     let host = Host::parse(host_str)?;
     let params = parse_uri_params(params_str)?;
@@ -244,15 +244,15 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri, UriError> {
 pub fn split_host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port) = if s.starts_with('[') {
         let end = s.find(']').ok_or(UriError::BadHost)?;
-        let tail = &s[end + 1..];
+        let (host, tail) = s.split_at_checked(end + 1).ok_or(UriError::BadHost)?;
         match tail.strip_prefix(':') {
-            Some(p) => (&s[..=end], Some(p)),
-            None if tail.is_empty() => (&s[..=end], None),
+            Some(p) => (host, Some(p)),
+            None if tail.is_empty() => (host, None),
             None => return Err(UriError::BadHost),
         }
     } else {
-        match s.rfind(':') {
-            Some(i) => (&s[..i], Some(&s[i + 1..])),
+        match s.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
             None => (s, None),
         }
     };
@@ -276,10 +276,12 @@ fn parse_uri_params(s: &str) -> Result<Vec<Param>, UriError> {
     if s.is_empty() {
         return Ok(params);
     }
-    // s starts with ';'
-    for p in s[1..].split(';') {
-        let (name, value) = match p.find('=') {
-            Some(i) => (&p[..i], Some(&p[i + 1..])),
+    // s starts with ';' (the first character is skipped whatever it is).
+    let mut list = s.chars();
+    list.next();
+    for p in list.as_str().split(';') {
+        let (name, value) = match p.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
             None => (p, None),
         };
         let paramchar = |c: u8| is_unreserved(c) || b"[]/:&+$".contains(&c);
