@@ -33,6 +33,10 @@ pub enum ParseError {
     BadStartLine,
     #[error("malformed status line")]
     BadStatusLine,
+    /// On a stream: without a usable Content-Length the message's end, and
+    /// so the next message's start, is unknown.
+    #[error("missing the one valid Content-Length that frames a stream")]
+    BadContentLength,
 }
 
 /// Something wrong with a message that still has a recognisable start line,
@@ -49,6 +53,9 @@ pub enum Defect {
     BadContentLength,
     /// Content-Length says more bytes than the datagram holds.
     BodyTruncated,
+    /// On a stream, the head and the announced body together exceed
+    /// [`MAX_MESSAGE_SIZE`]: the body is not read (the connection closes).
+    TooLarge,
 }
 
 impl Defect {
@@ -61,6 +68,7 @@ impl Defect {
             Defect::MultipleContentLength => (400, "Multiple Content-Length Headers"),
             Defect::BadContentLength => (400, "Malformed Content-Length"),
             Defect::BodyTruncated => (400, "Content-Length Larger Than Body"),
+            Defect::TooLarge => (413, "Request Entity Too Large"),
         }
     }
 }
@@ -240,33 +248,45 @@ pub fn canonical_name(name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
-/// Finds the end of the header section: returns (head length without the
-/// blank line, offset of the body). Accepts CRLF and, leniently, bare LF.
-fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            // "\n\n" or "\n\r\n" after a line end
-            if buf.get(i + 1) == Some(&b'\n') {
-                let head = if i > 0 && buf[i - 1] == b'\r' {
-                    i - 1
-                } else {
-                    i
-                };
-                return Some((head, i + 2));
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                let head = if i > 0 && buf[i - 1] == b'\r' {
-                    i - 1
-                } else {
-                    i
-                };
-                return Some((head, i + 3));
-            }
+/// Where the search for the end of a header section got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadEnd {
+    /// Head length without the blank line, and the offset of the body.
+    Found { head_len: usize, body_start: usize },
+    /// Not in the bytes so far; a search over more bytes may resume here
+    /// (every line end before it was seen with the two bytes after it).
+    NotYet { resume_at: usize },
+}
+
+/// Searches `buf[from..]` for the end of the header section (a line end
+/// followed by an empty line). Accepts CRLF and, leniently, bare LF.
+/// `from` must come from an earlier [`HeadEnd::NotYet`] on a prefix of
+/// `buf` (or be 0), so a stream is scanned once however it is split.
+fn find_head_end(buf: &[u8], from: usize) -> HeadEnd {
+    for (i, &c) in buf.iter().enumerate().skip(from) {
+        if c != b'\n' {
+            continue;
         }
-        i += 1;
+        // "\n\n" or "\n\r\n" after a line end
+        let body_start = match (buf.get(i + 1), buf.get(i + 2)) {
+            (Some(b'\n'), _) => i + 2,
+            (Some(b'\r'), Some(b'\n')) => i + 3,
+            _ => continue,
+        };
+        let head_len = match i.checked_sub(1).and_then(|p| buf.get(p)) {
+            Some(b'\r') => i - 1,
+            _ => i,
+        };
+        return HeadEnd::Found {
+            head_len,
+            body_start,
+        };
     }
-    None
+    // A line end in the last two bytes may still be followed by "\n" or
+    // "\r\n": look at those two again next time.
+    HeadEnd::NotYet {
+        resume_at: from.max(buf.len().saturating_sub(2)),
+    }
 }
 
 /// Skips the CRLFs that may precede a message (RFC 3261 §7.5) or act as
@@ -278,12 +298,14 @@ pub fn skip_leading_crlf(buf: &[u8]) -> usize {
 }
 
 /// A head that was split into lines, before the body is attached.
+#[derive(Debug)]
 struct Head {
     start: StartLine,
     headers: Headers,
     defect: Option<Defect>,
 }
 
+#[derive(Debug)]
 enum StartLine {
     Request { method: Method, uri: String },
     Response { status: u16, reason: String },
@@ -455,7 +477,13 @@ pub fn parse_datagram(buf: &[u8]) -> Result<Parsed, ParseError> {
     if buf.is_empty() {
         return Err(ParseError::Empty);
     }
-    let (head_len, body_start) = find_head_end(buf).ok_or(ParseError::NoHeaderEnd)?;
+    let HeadEnd::Found {
+        head_len,
+        body_start,
+    } = find_head_end(buf, 0)
+    else {
+        return Err(ParseError::NoHeaderEnd);
+    };
     let mut head = parse_head(&buf[..head_len])?;
     let available = &buf[body_start.min(buf.len())..];
     let body = match content_length(&head.headers) {
@@ -474,10 +502,33 @@ pub fn parse_datagram(buf: &[u8]) -> Result<Parsed, ParseError> {
 }
 
 /// Frames messages on a stream transport (TCP): the body is exactly
-/// Content-Length bytes (missing means 0).
+/// Content-Length bytes (missing means 0), and a message is complete only
+/// when all of its body has arrived.
+///
+/// Each byte is looked at a bounded number of times however the stream is
+/// split into reads: the search for the end of a head resumes where it
+/// stopped, a head is parsed once (then the framer only waits for the
+/// body), and consumed bytes are dropped once per read, not per message.
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buf: Vec<u8>,
+    /// Bytes at the front of `buf` already handed out; dropped on `push`.
+    consumed: usize,
+    /// Where the head-end search resumes, relative to `consumed`.
+    scan_from: usize,
+    /// The current message's parsed head while its body is arriving.
+    waiting: Option<AwaitingBody>,
+    /// Bytes examined looking for head ends, plus heads parsed: a measure
+    /// of framing work (tests check that it stays linear in the input).
+    examined: u64,
+}
+
+#[derive(Debug)]
+struct AwaitingBody {
+    head: Head,
+    /// Offsets relative to `consumed`.
+    body_start: usize,
+    body_len: usize,
 }
 
 /// What the framer found.
@@ -485,64 +536,123 @@ pub struct StreamFramer {
 pub enum Framed {
     Message(Parsed),
     /// The stream cannot be framed any more (bad Content-Length, oversize
-    /// message, garbage): answer if possible, then close the connection.
+    /// message, garbage). A request that can still be answered comes with
+    /// the defect to answer (e.g. [`Defect::TooLarge`], its body never
+    /// read); then the connection is to be closed.
     Fatal(ParseError, Option<Parsed>),
 }
 
 impl StreamFramer {
     pub fn new() -> Self {
-        StreamFramer { buf: Vec::new() }
+        StreamFramer::default()
     }
 
     pub fn push(&mut self, data: &[u8]) {
+        if self.consumed > 0 {
+            self.buf.drain(..self.consumed);
+            self.consumed = 0;
+        }
         self.buf.extend_from_slice(data);
+    }
+
+    /// Is part of a message buffered (after `next_message` returned
+    /// `None`)? Keep-alive CRLFs between messages do not count.
+    pub fn is_mid_message(&self) -> bool {
+        self.buf.len() > self.consumed
+    }
+
+    /// Bytes examined so far to find and parse heads: at most a few times
+    /// the bytes pushed, however they were split.
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
+    }
+
+    /// Gives up on the stream: drops what is buffered.
+    fn fatal(&mut self, e: ParseError, request: Option<Parsed>) -> Option<Framed> {
+        self.buf.clear();
+        self.consumed = 0;
+        self.scan_from = 0;
+        self.waiting = None;
+        Some(Framed::Fatal(e, request))
     }
 
     /// Returns the next complete message, if the buffer holds one.
     pub fn next_message(&mut self) -> Option<Framed> {
-        let skip = skip_leading_crlf(&self.buf);
-        if skip > 0 {
-            self.buf.drain(..skip);
-        }
-        if self.buf.is_empty() {
-            return None;
-        }
-        let Some((head_len, body_start)) = find_head_end(&self.buf) else {
-            if self.buf.len() > MAX_MESSAGE_SIZE {
-                self.buf.clear();
-                return Some(Framed::Fatal(ParseError::TooLarge, None));
+        if self.waiting.is_none() {
+            if let Some(fatal) = self.find_head() {
+                return Some(fatal);
             }
+        }
+        let w = self.waiting.as_ref()?;
+        let end = w.body_start + w.body_len;
+        let body = self.buf.get(self.consumed..)?.get(w.body_start..end)?;
+        let body = Bytes::copy_from_slice(body);
+        let w = self.waiting.take()?;
+        self.consumed += end;
+        self.scan_from = 0;
+        Some(Framed::Message(assemble(w.head, body)))
+    }
+
+    /// Looks for the end of the current head and parses it into
+    /// `self.waiting`; returns a fatal framing error, if any.
+    fn find_head(&mut self) -> Option<Framed> {
+        let mut msg = self.buf.get(self.consumed..)?;
+        if self.scan_from == 0 {
+            let skip = skip_leading_crlf(msg);
+            self.examined += skip as u64 + 1;
+            self.consumed += skip;
+            msg = msg.get(skip..)?;
+        }
+        if msg.is_empty() {
             return None;
+        }
+        let (head_len, body_start) = match find_head_end(msg, self.scan_from) {
+            HeadEnd::Found {
+                head_len,
+                body_start,
+            } => {
+                self.examined += (body_start - self.scan_from.min(body_start)) as u64;
+                (head_len, body_start)
+            }
+            HeadEnd::NotYet { resume_at } => {
+                self.examined += (msg.len() - self.scan_from.min(msg.len())) as u64;
+                self.scan_from = resume_at;
+                if msg.len() > MAX_MESSAGE_SIZE {
+                    return self.fatal(ParseError::TooLarge, None);
+                }
+                return None;
+            }
         };
-        let head = match parse_head(&self.buf[..head_len]) {
+        self.examined += head_len as u64;
+        let head = match parse_head(msg.get(..head_len)?) {
             Ok(h) => h,
-            Err(e) => {
-                self.buf.clear();
-                return Some(Framed::Fatal(e, None));
-            }
+            Err(e) => return self.fatal(e, None),
         };
-        let len = match content_length(&head.headers) {
+        // Only a request can be answered; a broken response is dropped.
+        let answerable = |head: Head, defect: Defect| {
+            matches!(head.start, StartLine::Request { .. }).then(|| {
+                let mut parsed = assemble(head, Bytes::new());
+                parsed.defect.get_or_insert(defect);
+                parsed
+            })
+        };
+        let body_len = match content_length(&head.headers) {
             Ok(n) => n.unwrap_or(0),
             Err(d) => {
-                self.buf.clear();
-                let mut parsed = assemble(head, Bytes::new());
-                parsed.defect.get_or_insert(d);
-                return Some(Framed::Fatal(ParseError::BadStartLine, Some(parsed)));
+                let request = answerable(head, d);
+                return self.fatal(ParseError::BadContentLength, request);
             }
         };
-        if body_start + len > MAX_MESSAGE_SIZE {
-            self.buf.clear();
-            return Some(Framed::Fatal(
-                ParseError::TooLarge,
-                Some(assemble(head, Bytes::new())),
-            ));
+        if body_start + body_len > MAX_MESSAGE_SIZE {
+            let request = answerable(head, Defect::TooLarge);
+            return self.fatal(ParseError::TooLarge, request);
         }
-        if self.buf.len() < body_start + len {
-            return None;
-        }
-        let body = Bytes::copy_from_slice(&self.buf[body_start..body_start + len]);
-        self.buf.drain(..body_start + len);
-        Some(Framed::Message(assemble(head, body)))
+        self.waiting = Some(AwaitingBody {
+            head,
+            body_start,
+            body_len,
+        });
+        None
     }
 }
 
@@ -771,6 +881,172 @@ l: 4\r\n\r\nbodyEXTRA";
             panic!()
         };
         assert_eq!(req(p).0.method, Method::Bye);
+    }
+
+    /// Two pipelined requests with keep-alive CRLFs around them; the second
+    /// uses bare LFs and ends its head with "\n\r\n", so a split can fall
+    /// inside either kind of head end.
+    const PIPELINED: &[u8] =
+        b"\r\nOPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\
+Call-ID: one\r\nContent-Length: 5\r\n\r\nhello\r\n\r\n\
+BYE sip:a@b SIP/2.0\nCall-ID: two\nl: 4\n\r\nbye!\r\n";
+
+    fn pipelined_messages() -> Vec<Parsed> {
+        let first_len = PIPELINED.len()
+            - b"\r\n\r\nBYE sip:a@b SIP/2.0\nCall-ID: two\nl: 4\n\r\nbye!\r\n".len();
+        let (first, second) = PIPELINED.split_at(first_len);
+        vec![
+            parse_datagram(first).unwrap(),
+            parse_datagram(second).unwrap(),
+        ]
+    }
+
+    /// Pushes `chunks` one after the other, taking every message the framer
+    /// completes; fails on a fatal framing error.
+    fn frame(chunks: &[&[u8]]) -> (Vec<Parsed>, StreamFramer) {
+        let mut f = StreamFramer::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            f.push(chunk);
+            while let Some(framed) = f.next_message() {
+                match framed {
+                    Framed::Message(p) => out.push(p),
+                    Framed::Fatal(e, _) => panic!("fatal framing error: {e}"),
+                }
+            }
+        }
+        (out, f)
+    }
+
+    #[test]
+    fn stream_framer_gives_the_same_messages_at_every_split_point() {
+        let want = pipelined_messages();
+        assert_eq!(want.len(), 2);
+        assert_eq!(&req(want[1].clone()).0.body[..], b"bye!");
+        for at in 0..=PIPELINED.len() {
+            let (a, b) = PIPELINED.split_at(at);
+            let (got, f) = frame(&[a, b]);
+            assert_eq!(got, want, "split at {at}");
+            assert!(!f.is_mid_message(), "split at {at}");
+        }
+        // Three pieces, every pair of split points.
+        for i in 0..=PIPELINED.len() {
+            for j in i..=PIPELINED.len() {
+                let (got, _) = frame(&[&PIPELINED[..i], &PIPELINED[i..j], &PIPELINED[j..]]);
+                assert_eq!(got, want, "split at {i} and {j}");
+            }
+        }
+        // One byte at a time; the first message is out as soon as its last
+        // body byte is in, not when more arrives.
+        let bytes: Vec<&[u8]> = PIPELINED.chunks(1).collect();
+        let (got, _) = frame(&bytes);
+        assert_eq!(got, want);
+        let first_end = PIPELINED.windows(5).position(|w| w == b"hello").unwrap() + 5;
+        let (got, f) = frame(&bytes[..first_end]);
+        assert_eq!(got, want[..1]);
+        assert!(!f.is_mid_message());
+        let (got, f) = frame(&bytes[..first_end - 1]);
+        assert!(got.is_empty());
+        assert!(f.is_mid_message(), "the body is still arriving");
+    }
+
+    /// A message of `size` bytes, most of it in headers and the rest in the
+    /// body.
+    fn big_message(size: usize) -> Vec<u8> {
+        let body = vec![b'x'; size / 3];
+        let mut m = b"MESSAGE sip:a@b SIP/2.0\r\n".to_vec();
+        let tail = format!("Content-Length: {}\r\n\r\n", body.len());
+        let mut n = 0;
+        while m.len() + tail.len() + body.len() + 40 < size {
+            m.extend_from_slice(format!("X-Filler-{n}: {}\r\n", "y".repeat(24)).as_bytes());
+            n += 1;
+        }
+        m.extend_from_slice(tail.as_bytes());
+        m.extend_from_slice(&body);
+        m
+    }
+
+    /// Issue 9: one-byte TCP segments made the framer re-scan the whole
+    /// buffer for every byte (quadratic: 65,000 segments cost 0.9 s). The
+    /// work is counted, not timed.
+    #[test]
+    fn stream_framing_work_is_linear_in_the_input() {
+        let m = big_message(24_000);
+        let want = parse_datagram(&m).unwrap();
+        for segment in [1, 7, 1460] {
+            let chunks: Vec<&[u8]> = m.chunks(segment).collect();
+            let (got, f) = frame(&chunks);
+            assert_eq!(got, vec![want.clone()], "{segment}-byte segments");
+            let pushed = m.len() as u64;
+            assert!(
+                f.bytes_examined() <= 4 * pushed,
+                "{segment}-byte segments: {} bytes examined for {pushed} pushed",
+                f.bytes_examined()
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_over_the_maximum_size_is_413_before_it_is_read() {
+        let mut f = StreamFramer::new();
+        f.push(b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length: 999999999\r\n\r\nv=0\r\n");
+        let Some(Framed::Fatal(ParseError::TooLarge, Some(p))) = f.next_message() else {
+            panic!("an oversized body is fatal and the request comes back to be answered")
+        };
+        assert_eq!(p.defect, Some(Defect::TooLarge));
+        assert_eq!(
+            Defect::TooLarge.response(),
+            (413, "Request Entity Too Large")
+        );
+        let (r, _) = req(p);
+        assert!(r.body.is_empty(), "the body is never read");
+        assert!(f.next_message().is_none(), "the stream is given up");
+
+        // Head and body together count: a body that fits alone but not
+        // after this head.
+        let mut f = StreamFramer::new();
+        let cl = MAX_MESSAGE_SIZE - 20;
+        f.push(format!("OPTIONS sip:a@b SIP/2.0\r\nContent-Length: {cl}\r\n\r\n").as_bytes());
+        assert!(matches!(
+            f.next_message(),
+            Some(Framed::Fatal(ParseError::TooLarge, Some(p))) if p.defect == Some(Defect::TooLarge)
+        ));
+
+        // A response cannot be answered: it is dropped, not processed as if
+        // it were complete.
+        let mut f = StreamFramer::new();
+        f.push(b"SIP/2.0 200 OK\r\nContent-Length: 999999999\r\n\r\n");
+        assert!(matches!(
+            f.next_message(),
+            Some(Framed::Fatal(ParseError::TooLarge, None))
+        ));
+    }
+
+    #[test]
+    fn a_bad_content_length_on_a_stream_is_answered_then_fatal() {
+        let mut f = StreamFramer::new();
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: lots\r\n\r\n");
+        let Some(Framed::Fatal(ParseError::BadContentLength, Some(p))) = f.next_message() else {
+            panic!("a bad Content-Length is fatal on a stream")
+        };
+        assert_eq!(p.defect, Some(Defect::BadContentLength));
+    }
+
+    #[test]
+    fn a_head_without_end_over_the_maximum_size_is_fatal() {
+        let mut f = StreamFramer::new();
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\n");
+        let filler = b"X-Filler: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n";
+        let mut pushed = 0;
+        let outcome = loop {
+            f.push(filler);
+            pushed += filler.len();
+            if let Some(framed) = f.next_message() {
+                break framed;
+            }
+            assert!(pushed <= MAX_MESSAGE_SIZE + filler.len(), "never gave up");
+        };
+        assert!(matches!(outcome, Framed::Fatal(ParseError::TooLarge, None)));
     }
 
     #[test]
