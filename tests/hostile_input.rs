@@ -6,8 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::server::TestServer;
-use common::ua::TestUa;
+use common::server::{TestServer, ECHO};
+use common::sipmsg::Msg;
+use common::ua::{new_branch, offer_sdp, random_token, Direction, InviteOptions, TestUa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -73,5 +74,61 @@ async fn split_utf8_start_line_over_tcp_closes_that_connection_only() {
 
     let mut ua = TestUa::tcp(server.sip).await.unwrap();
     options_answered(&mut ua).await;
+    server.stop().await;
+}
+
+/// Issue 9: over TCP an INVITE announcing `Content-Length: 999999999` was
+/// taken as complete: 100 Trying, a call, an RTP port held for 40 s. It
+/// gets 413 and nothing else, the connection closes, and no call exists:
+/// with room for one call only, a normal call still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_content_length_over_tcp_is_413_and_no_call() {
+    let server = TestServer::start_with(|c| c.sip.max_calls = 1).await;
+    let mut stream = TcpStream::connect(server.sip).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:{ECHO}@{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/TCP {local};branch={branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:attacker@{local}>;tag={tag}\r\n\
+         To: <sip:{ECHO}@{sip}>\r\n\
+         Call-ID: {tag}@hostile\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:attacker@{local};transport=tcp>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: 999999999\r\n\r\n{sdp}",
+        sip = server.sip,
+        branch = new_branch(),
+        tag = random_token(),
+        sdp = offer_sdp(40_000, &[(0, "PCMU/8000")], None, Direction::SendRecv),
+    );
+    stream.write_all(invite.as_bytes()).await.unwrap();
+    let got = read_until_closed(&mut stream, WAIT).await.unwrap();
+    let mut statuses = Vec::new();
+    let mut rest = &got[..];
+    while let Ok(Some((msg, used))) = Msg::parse_stream(rest) {
+        statuses.push(msg.status());
+        rest = &rest[used..];
+    }
+    assert_eq!(
+        statuses,
+        vec![Some(413)],
+        "exactly one answer, 413: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    let mut ua = TestUa::udp(server.sip).await.unwrap();
+    let offer = offer_sdp(40_002, &[(0, "PCMU/8000")], None, Direction::SendRecv);
+    let mut call = ua
+        .invite(InviteOptions::new(ECHO).with_sdp(offer))
+        .await
+        .unwrap();
+    let answer = ua.expect_final(&mut call, WAIT).await.unwrap();
+    assert_eq!(
+        answer.status(),
+        Some(200),
+        "the only call slot is free: {answer}"
+    );
+    ua.ack(&mut call, None).await.unwrap();
     server.stop().await;
 }
