@@ -65,6 +65,24 @@ pub struct SipSettings {
     pub t4: Duration,
     /// Ring (180) this long before answering; zero answers at once.
     pub answer_delay: Duration,
+    /// Limits on SIP over TCP connections (`[sip.tcp]`).
+    pub tcp_connections: TcpSettings,
+}
+
+/// `[sip.tcp]`: how many connections, and how long they may stay quiet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSettings {
+    /// Open connections accepted in total; `None` sizes it from the
+    /// open-file limit at start-up.
+    pub max_connections: Option<usize>,
+    /// Open connections accepted from one source address.
+    pub max_connections_per_source: usize,
+    /// A connection's first message, and any message once begun, must be
+    /// complete within this long.
+    pub message_timeout: Duration,
+    /// A connection with nothing buffered closes after this long without
+    /// a byte (keep-alive CRLFs count).
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +330,27 @@ struct RawSip {
     t2_ms: i64,
     t4_ms: i64,
     answer_delay_ms: i64,
+    tcp: RawSipTcp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSipTcp {
+    max_connections: Option<i64>,
+    max_connections_per_source: i64,
+    message_timeout_ms: i64,
+    idle_timeout_secs: i64,
+}
+
+impl Default for RawSipTcp {
+    fn default() -> Self {
+        RawSipTcp {
+            max_connections: None,
+            max_connections_per_source: 32,
+            message_timeout_ms: 5000,
+            idle_timeout_secs: 300,
+        }
+    }
 }
 
 impl Default for RawSip {
@@ -326,6 +365,7 @@ impl Default for RawSip {
             t2_ms: 4000,
             t4_ms: 5000,
             answer_delay_ms: 0,
+            tcp: RawSipTcp::default(),
         }
     }
 }
@@ -677,6 +717,7 @@ impl Config {
                 format!("must not be below t1_ms ({t1})"),
             ));
         }
+        let tcp_connections = validate_sip_tcp(&s.tcp, &err)?;
 
         let r = &raw.rtp;
         let range_path = [Seg::Key("rtp"), Seg::Key("port_range")];
@@ -1105,6 +1146,7 @@ impl Config {
                 t2: Duration::from_millis(t2),
                 t4: Duration::from_millis(t4),
                 answer_delay: Duration::from_millis(s.answer_delay_ms as u64),
+                tcp_connections,
             },
             rtp: RtpSettings {
                 ports,
@@ -1123,6 +1165,60 @@ impl Config {
             conferences,
         })
     }
+}
+
+/// `[sip.tcp]`: every count and time within bounds, and a per-source cap
+/// no larger than the total one.
+fn validate_sip_tcp(
+    t: &RawSipTcp,
+    err: &dyn Fn(&[Seg<'_>], String) -> ConfigError,
+) -> Result<TcpSettings, ConfigError> {
+    let within = |v: i64, key: &'static str, lo: i64, hi: i64| {
+        if (lo..=hi).contains(&v) {
+            Ok(v as u64)
+        } else {
+            Err(err(
+                &[Seg::Key("sip"), Seg::Key("tcp"), Seg::Key(key)],
+                format!("must be between {lo} and {hi}, got {v}"),
+            ))
+        }
+    };
+    let max_connections = match t.max_connections {
+        None => None,
+        Some(v) => Some(within(v, "max_connections", 1, 1_000_000)? as usize),
+    };
+    let per_source = within(
+        t.max_connections_per_source,
+        "max_connections_per_source",
+        1,
+        1_000_000,
+    )? as usize;
+    if let Some(total) = max_connections.filter(|&total| per_source > total) {
+        return Err(err(
+            &[
+                Seg::Key("sip"),
+                Seg::Key("tcp"),
+                Seg::Key("max_connections_per_source"),
+            ],
+            format!("must not exceed max_connections ({total})"),
+        ));
+    }
+    Ok(TcpSettings {
+        max_connections,
+        max_connections_per_source: per_source,
+        message_timeout: Duration::from_millis(within(
+            t.message_timeout_ms,
+            "message_timeout_ms",
+            100,
+            600_000,
+        )?),
+        idle_timeout: Duration::from_secs(within(
+            t.idle_timeout_secs,
+            "idle_timeout_secs",
+            1,
+            86_400,
+        )?),
+    })
 }
 
 /// Parses `LO-HI` into an inclusive range holding at least one even port.
@@ -1218,6 +1314,83 @@ mod tests {
             !e.to_string().contains("12ab"),
             "the PIN must not be echoed"
         );
+    }
+
+    #[test]
+    fn sip_tcp_limits_default_and_validate() {
+        let c = Config::embedded_default();
+        assert_eq!(
+            c.sip.tcp_connections,
+            TcpSettings {
+                max_connections: None,
+                max_connections_per_source: 32,
+                message_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(300),
+            }
+        );
+        // The commented-out block in the default file is valid as written.
+        let keys = [
+            "[sip.tcp]",
+            "max_connections =",
+            "max_connections_per_source =",
+            "message_timeout_ms =",
+            "idle_timeout_secs =",
+        ];
+        let uncommented: Vec<&str> = DEFAULT_CONFIG
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest,
+                _ => l,
+            })
+            .collect();
+        let c = parse(&uncommented.join("\n")).unwrap();
+        assert_eq!(c.sip.tcp_connections.max_connections, Some(1000));
+        assert_eq!(c.sip.tcp_connections.max_connections_per_source, 32);
+        let c = parse(
+            "[sip.tcp]\nmax_connections = 100\nmax_connections_per_source = 10\n\
+             message_timeout_ms = 2500\nidle_timeout_secs = 60\n[[conference]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sip.tcp_connections.max_connections, Some(100));
+        assert_eq!(c.sip.tcp_connections.max_connections_per_source, 10);
+        assert_eq!(
+            c.sip.tcp_connections.message_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(c.sip.tcp_connections.idle_timeout, Duration::from_secs(60));
+        let cases = [
+            (
+                "[sip.tcp]\nmax_connections = 0\n",
+                "sip.tcp.max_connections",
+                2,
+            ),
+            (
+                "[sip]\nt1_ms = 500\n[sip.tcp]\n\nmax_connections_per_source = -1\n",
+                "sip.tcp.max_connections_per_source",
+                5,
+            ),
+            (
+                "[sip.tcp]\nmax_connections = 8\nmax_connections_per_source = 9\n",
+                "sip.tcp.max_connections_per_source",
+                3,
+            ),
+            (
+                "[sip.tcp]\nmessage_timeout_ms = 10\n",
+                "sip.tcp.message_timeout_ms",
+                2,
+            ),
+            (
+                "[sip.tcp]\nidle_timeout_secs = 0\n",
+                "sip.tcp.idle_timeout_secs",
+                2,
+            ),
+            ("[sip.tcp]\nidle_timeout = 5\n", "sip.tcp.idle_timeout", 2),
+        ];
+        for (body, key, line) in cases {
+            let text = format!("{body}[[conference]]\nname = \"a\"\n");
+            let e = parse(&text).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{e}");
+        }
     }
 
     #[test]
