@@ -6,6 +6,7 @@
 //! `call.rs` runs the call's media and IVR.
 
 pub mod call;
+pub mod fd_limit;
 pub mod leg;
 pub mod log_format;
 pub mod otp_channels;
@@ -222,6 +223,7 @@ pub async fn start_with_clock(
     } else {
         None
     };
+    let tcp_limits = fd_limit::tcp_limits_at_startup(&config);
     let (udp, tcp, sip_addr) = bind_sockets(&config)?;
     let udp = udp.map(Arc::new);
     let (net_tx, net_rx) = mpsc::channel(4096);
@@ -240,7 +242,7 @@ pub async fn start_with_clock(
     if let Some(t) = tcp {
         side_tasks.push(watch.spawn(
             "SIP TCP listener",
-            transport::run_tcp_listener(t, conn_ids.clone(), net_tx.clone()),
+            transport::run_tcp_listener(t, conn_ids.clone(), net_tx.clone(), tcp_limits),
         ));
     }
 
@@ -319,6 +321,7 @@ pub async fn start_with_clock(
         cmd_tx,
         cmd_rx,
         conn_ids,
+        tcp_timeouts: tcp_limits.timeouts,
         env,
         shutdown: shutdown_rx,
         shutdown_grace: Duration::from_secs(5),

@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::sync::oneshot;
 
 use super::call::{self, CallEnv};
-use super::transport::{connect_and_send, ConnectionIds, LocalAddressCache, NetInput};
+use super::transport::{
+    connect_and_send, ConnTimeouts, ConnectionIds, LocalAddressCache, NetInput,
+};
 use super::trunk::{
     local_ip, target_uri, MessageOutcome, OutboundCallEvent, OutboundCallHandle, PlaceError,
     SipRequest,
@@ -91,6 +93,8 @@ pub struct SipTask {
     pub cmd_tx: mpsc::Sender<CallCommand>,
     pub cmd_rx: mpsc::Receiver<CallCommand>,
     pub conn_ids: Arc<ConnectionIds>,
+    /// For the connections the SIP task opens (`[sip.tcp]`).
+    pub tcp_timeouts: ConnTimeouts,
     pub env: Arc<CallEnv>,
     pub shutdown: watch::Receiver<bool>,
     /// How long shutdown waits for BYE transactions to finish.
@@ -471,6 +475,7 @@ impl SipTask {
                     conn,
                     t.payload,
                     self.net_tx.clone(),
+                    self.tcp_timeouts,
                 ));
             }
         }

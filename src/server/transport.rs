@@ -2,21 +2,27 @@
 //! connections, and one per TCP connection that frames the stream. They all
 //! feed [`NetInput`]s to the SIP task; nothing here interprets SIP beyond
 //! framing.
+//!
+//! TCP connections are bounded ([`TcpLimits`]): a cap per source address
+//! and in total (a connection over either is closed at once), a deadline
+//! for each message, and an idle timeout between messages. However a
+//! connection task ends, its socket and its slot are released.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::sip::flow::ConnectionId;
-use crate::sip::message::{Framed, Parsed, StreamFramer, MAX_MESSAGE_SIZE};
+use crate::sip::message::{Framed, ParseError, Parsed, StreamFramer, MAX_MESSAGE_SIZE};
 
 /// What the transports hand to the SIP task.
 #[derive(Debug)]
@@ -100,17 +106,202 @@ impl ConnectionIds {
     }
 }
 
+/// Limits on SIP over TCP as the transport applies them (from `[sip.tcp]`,
+/// the total sized from the open-file limit when not configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub max_per_source: usize,
+    pub timeouts: ConnTimeouts,
+}
+
+/// How long a connection may take over a message, and stay quiet between
+/// messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTimeouts {
+    /// An accepted connection's first message must be complete this long
+    /// after the accept, and any later message this long after its first
+    /// byte.
+    pub message: Duration,
+    /// With no partial message buffered, the connection closes after this
+    /// long without a byte (keep-alive CRLFs count).
+    pub idle: Duration,
+}
+
+/// Why a new connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("its source address already has the most connections allowed")]
+    PerSource,
+    #[error("the server already has the most connections allowed")]
+    Total,
+}
+
+/// Counts open accepted connections, in total and per source, against the
+/// caps. IPv6 sources count by /64: one host usually holds a whole /64 and
+/// could otherwise open its quota from every address in it.
+#[derive(Debug)]
+pub struct ConnectionTable {
+    max_total: usize,
+    max_per_source: usize,
+    total: usize,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+impl ConnectionTable {
+    pub fn new(max_total: usize, max_per_source: usize) -> Self {
+        ConnectionTable {
+            max_total,
+            max_per_source,
+            total: 0,
+            per_source: HashMap::new(),
+        }
+    }
+
+    /// The key `ip` counts under.
+    pub fn source_of(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+            v4 => v4,
+        }
+    }
+
+    /// Counts a new connection from `ip`, or says which cap it is over.
+    pub fn try_open(&mut self, ip: IpAddr) -> Result<(), Refused> {
+        let source = Self::source_of(ip);
+        let from_source = self.per_source.get(&source).copied().unwrap_or(0);
+        if from_source >= self.max_per_source {
+            return Err(Refused::PerSource);
+        }
+        if self.total >= self.max_total {
+            return Err(Refused::Total);
+        }
+        self.per_source.insert(source, from_source + 1);
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Forgets a connection counted by `try_open(ip)`.
+    pub fn close(&mut self, ip: IpAddr) {
+        let source = Self::source_of(ip);
+        if let Some(n) = self.per_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&source);
+            }
+            self.total = self.total.saturating_sub(1);
+        }
+    }
+
+    pub fn open(&self) -> usize {
+        self.total
+    }
+
+    pub fn open_from(&self, ip: IpAddr) -> usize {
+        self.per_source
+            .get(&Self::source_of(ip))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A connection's place in the [`ConnectionTable`], given back on drop
+/// (however the connection task ends).
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    table: Arc<Mutex<ConnectionTable>>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlot {
+    pub fn acquire(table: &Arc<Mutex<ConnectionTable>>, ip: IpAddr) -> Result<Self, Refused> {
+        lock(table).try_open(ip)?;
+        Ok(ConnectionSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        lock(&self.table).close(self.ip);
+    }
+}
+
+/// The table even if a thread panicked holding it: the counts are updated
+/// in single steps, so they are consistent.
+fn lock(table: &Mutex<ConnectionTable>) -> std::sync::MutexGuard<'_, ConnectionTable> {
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Says, at most once a minute, that connections are being refused and how
+/// many were since the last time.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unreported: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, now: Instant, peer: SocketAddr, why: Refused, table: &ConnectionTable) {
+        self.unreported += 1;
+        tracing::debug!(%peer, reason = %why, "TCP connection refused");
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            reason = %why,
+            refused = self.unreported,
+            open = table.open(),
+            from_peer = table.open_from(peer.ip()),
+            "TCP connections refused over the [sip.tcp] limits"
+        );
+        self.last = Some(now);
+        self.unreported = 0;
+    }
+}
+
 pub async fn run_tcp_listener(
     listener: TcpListener,
     ids: Arc<ConnectionIds>,
     tx: mpsc::Sender<NetInput>,
+    limits: TcpLimits,
 ) {
+    let table = Arc::new(Mutex::new(ConnectionTable::new(
+        limits.max_connections,
+        limits.max_per_source,
+    )));
+    let mut refusals = RefusalLog::default();
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                let conn = ids.next();
-                tokio::spawn(run_tcp_connection(stream, conn, tx.clone(), None));
-            }
+            Ok((stream, peer)) => match ConnectionSlot::acquire(&table, peer.ip()) {
+                Ok(slot) => {
+                    let conn = ids.next();
+                    tokio::spawn(run_tcp_connection(
+                        stream,
+                        conn,
+                        tx.clone(),
+                        Opened::Accepted(slot),
+                        limits.timeouts,
+                    ));
+                }
+                // Closed at once: over a cap the newcomer goes, never an
+                // established connection (which may carry calls).
+                Err(why) => {
+                    drop(stream);
+                    refusals.refused(Instant::now(), peer, why, &lock(&table));
+                }
+            },
             Err(e) => {
                 // Out of file descriptors and the like: back off, don't spin.
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -130,9 +321,13 @@ pub async fn connect_and_send(
     conn: ConnectionId,
     payload: Bytes,
     tx: mpsc::Sender<NetInput>,
+    timeouts: ConnTimeouts,
 ) {
     match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await {
-        Ok(Ok(stream)) => return run_tcp_connection(stream, conn, tx, Some(payload)).await,
+        Ok(Ok(stream)) => {
+            let opened = Opened::Connected { first: payload };
+            return run_tcp_connection(stream, conn, tx, opened, timeouts).await;
+        }
         Ok(Err(e)) => tracing::debug!(peer = %remote, error = %e, "TCP connect failed"),
         Err(_) => tracing::debug!(peer = %remote, "TCP connect timed out"),
     }
@@ -140,21 +335,124 @@ pub async fn connect_and_send(
     let _ = tx.send(NetInput::TcpClosed { conn }).await;
 }
 
+/// How a connection came to be.
+#[derive(Debug)]
+pub enum Opened {
+    /// Accepted from a peer: counted against the caps, and its first
+    /// message is due within the message timeout.
+    Accepted(ConnectionSlot),
+    /// Opened by us to send `first`; the peer may stay quiet until the idle
+    /// timeout.
+    Connected { first: Bytes },
+}
+
+/// Why a connection task ended (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ended {
+    Eof,
+    ReadError(io::ErrorKind),
+    /// A message (or the first one) was not complete in time.
+    MessageTimeout,
+    IdleTimeout,
+    Unframeable(ParseError),
+    SipTaskGone,
+}
+
+/// How long a closing connection waits for the writer to send what the SIP
+/// task queued (the 413 for an oversized request) before it is cut.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Owns what keeps a connection's socket open besides the reading task:
+/// the writer task (holding the write half), and the SIP task's sender to
+/// it, which goes when the SIP task hears `TcpClosed`. Dropped however
+/// the connection task ends, a panic included: it aborts the writer and
+/// makes sure `TcpClosed` is sent, so the socket is released.
+struct ConnectionGuard {
+    conn: ConnectionId,
+    tx: mpsc::Sender<NetInput>,
+    writer: JoinHandle<()>,
+    closed_sent: bool,
+    _slot: Option<ConnectionSlot>,
+}
+
+impl ConnectionGuard {
+    /// Tells the SIP task the connection is closed and lets the writer send
+    /// what was queued before that, for at most `DRAIN_GRACE`.
+    async fn close_gracefully(&mut self) {
+        let conn = self.conn;
+        let tx = self.tx.clone();
+        let drained = tokio::time::timeout(DRAIN_GRACE, async {
+            if tx.send(NetInput::TcpClosed { conn }).await.is_ok() {
+                self.closed_sent = true;
+            }
+            // The SIP task drops its sender on TcpClosed; the writer ends
+            // once the channel is empty.
+            let _ = (&mut self.writer).await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(?conn, "TCP writer did not drain in time; closing anyway");
+        }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.writer.abort();
+        if self.closed_sent {
+            return;
+        }
+        let closed = NetInput::TcpClosed { conn: self.conn };
+        if let Err(mpsc::error::TrySendError::Full(closed)) = self.tx.try_send(closed) {
+            // Drop cannot wait; a task can.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let tx = self.tx.clone();
+                rt.spawn(async move {
+                    let _ = tx.send(closed).await;
+                });
+            }
+        }
+    }
+}
+
+/// Writes what the SIP task queues for the connection, `first` first.
+fn spawn_writer(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    first: Option<Bytes>,
+    mut queue: mpsc::Receiver<Bytes>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Some(b) = first {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        while let Some(b) = queue.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
 /// One TCP connection: frames incoming messages by Content-Length and
-/// writes what the SIP task queues for it. Idle connections close after 5
-/// minutes (keep-alive CRLFs count as activity).
+/// writes what the SIP task queues for it. A message must be complete
+/// within the message timeout (for an accepted connection, its first one
+/// within that long of the accept); between messages the connection
+/// closes after the idle timeout (keep-alive CRLFs count as activity).
 pub async fn run_tcp_connection(
     stream: TcpStream,
     conn: ConnectionId,
     tx: mpsc::Sender<NetInput>,
-    first: Option<Bytes>,
+    opened: Opened,
+    timeouts: ConnTimeouts,
 ) {
     let (Ok(from), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (wtx, mut wrx) = mpsc::channel::<Bytes>(64);
+    let (mut rd, wr) = stream.into_split();
+    let (wtx, wrx) = mpsc::channel::<Bytes>(64);
     if tx
         .send(NetInput::TcpOpened { conn, writer: wtx })
         .await
@@ -162,66 +460,79 @@ pub async fn run_tcp_connection(
     {
         return;
     }
-    let writer = tokio::spawn(async move {
-        if let Some(b) = first {
-            if wr.write_all(&b).await.is_err() {
-                return;
-            }
-        }
-        while let Some(b) = wrx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (slot, first) = match opened {
+        Opened::Accepted(slot) => (Some(slot), None),
+        Opened::Connected { first } => (None, Some(first)),
+    };
+    let mut awaiting_first = slot.is_some();
+    let mut guard = ConnectionGuard {
+        conn,
+        tx: tx.clone(),
+        writer: spawn_writer(wr, first, wrx),
+        closed_sent: false,
+        _slot: slot,
+    };
+
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let read = tokio::time::timeout(Duration::from_secs(300), rd.read(&mut buf)).await;
+    let opened_at = Instant::now();
+    let mut message_began = opened_at;
+    let mut last_read = opened_at;
+    let ended = 'read: loop {
+        let mid_message = awaiting_first || framer.is_mid_message();
+        let deadline = if awaiting_first {
+            opened_at + timeouts.message
+        } else if mid_message {
+            message_began + timeouts.message
+        } else {
+            last_read + timeouts.idle
+        };
+        let read = tokio::time::timeout_at(deadline.into(), rd.read(&mut buf)).await;
         let n = match read {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Err(_) if mid_message => break Ended::MessageTimeout,
+            Err(_) => break Ended::IdleTimeout,
+            Ok(Ok(0)) => break Ended::Eof,
+            Ok(Err(e)) => break Ended::ReadError(e.kind()),
             Ok(Ok(n)) => n,
         };
+        let now = Instant::now();
+        last_read = now;
+        let was_mid = framer.is_mid_message();
         framer.push(&buf[..n]);
-        let mut fatal = false;
-        while let Some(f) = framer.next_message() {
-            let parsed = match f {
-                Framed::Message(p) => p,
-                Framed::Fatal(e, partial) => {
-                    tracing::debug!(peer = %from, error = %e, "closing TCP connection: stream cannot be framed");
-                    fatal = true;
-                    match partial {
-                        Some(p) => p,
-                        None => break,
-                    }
-                }
+        let mut completed = false;
+        while let Some(framed) = framer.next_message() {
+            let (parsed, fatal) = match framed {
+                Framed::Message(p) => (Some(p), None),
+                // A request that can be answered (413, 400) goes to the SIP
+                // task before the connection closes.
+                Framed::Fatal(e, request) => (request, Some(e)),
             };
-            crate::fault::check(crate::fault::Site::TcpConnection);
-            if tx
-                .send(NetInput::Tcp {
+            if let Some(parsed) = parsed {
+                crate::fault::check(crate::fault::Site::TcpConnection);
+                completed = true;
+                let input = NetInput::Tcp {
                     conn,
                     from,
                     local,
                     parsed,
-                })
-                .await
-                .is_err()
-            {
-                fatal = true;
-                break;
+                };
+                if tx.send(input).await.is_err() {
+                    break 'read Ended::SipTaskGone;
+                }
             }
-            if fatal {
-                break;
+            if let Some(e) = fatal {
+                break 'read Ended::Unframeable(e);
             }
         }
-        if fatal {
-            // Give the SIP task a moment to answer before closing.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            break;
+        if completed {
+            awaiting_first = false;
         }
-    }
-    let _ = tx.send(NetInput::TcpClosed { conn }).await;
-    writer.abort();
+        if framer.is_mid_message() && (completed || !was_mid) {
+            message_began = now;
+        }
+    };
+    tracing::debug!(peer = %from, ?conn, reason = ?ended, "closing TCP connection");
+    guard.close_gracefully().await;
 }
 
 /// The local address the kernel would use to reach `remote`: what we put in
@@ -252,5 +563,118 @@ impl LocalAddressCache {
         }
         self.cache.insert(remote, local);
         Some(local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_table_caps_each_source_and_the_total() {
+        let mut t = ConnectionTable::new(5, 3);
+        for _ in 0..3 {
+            t.try_open(ip("192.0.2.1")).unwrap();
+        }
+        assert_eq!(t.try_open(ip("192.0.2.1")), Err(Refused::PerSource));
+        t.try_open(ip("192.0.2.2")).unwrap();
+        t.try_open(ip("192.0.2.3")).unwrap();
+        assert_eq!(t.try_open(ip("192.0.2.4")), Err(Refused::Total));
+        assert_eq!((t.open(), t.open_from(ip("192.0.2.1"))), (5, 3));
+        t.close(ip("192.0.2.1"));
+        assert_eq!(t.try_open(ip("192.0.2.4")), Ok(()));
+        // Closing what was never opened changes nothing.
+        t.close(ip("198.51.100.9"));
+        assert_eq!(t.open(), 5);
+        for a in [
+            "192.0.2.1",
+            "192.0.2.1",
+            "192.0.2.2",
+            "192.0.2.3",
+            "192.0.2.4",
+        ] {
+            t.close(ip(a));
+        }
+        assert_eq!(t.open(), 0);
+        assert!(t.per_source.is_empty(), "no entry left behind per source");
+    }
+
+    #[test]
+    fn ipv6_sources_count_by_64_and_mapped_ipv4_as_ipv4() {
+        let mut t = ConnectionTable::new(100, 2);
+        t.try_open(ip("2001:db8:1:2::1")).unwrap();
+        t.try_open(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert_eq!(
+            t.try_open(ip("2001:db8:1:2:abcd::1")),
+            Err(Refused::PerSource)
+        );
+        t.try_open(ip("2001:db8:1:3::1")).unwrap();
+        t.try_open(ip("::ffff:192.0.2.1")).unwrap();
+        assert_eq!(t.open_from(ip("192.0.2.1")), 1);
+    }
+
+    #[test]
+    fn a_slot_is_given_back_when_dropped() {
+        let table = Arc::new(Mutex::new(ConnectionTable::new(1, 1)));
+        let slot = ConnectionSlot::acquire(&table, ip("192.0.2.1")).unwrap();
+        assert!(ConnectionSlot::acquire(&table, ip("192.0.2.2")).is_err());
+        drop(slot);
+        assert!(ConnectionSlot::acquire(&table, ip("192.0.2.2")).is_ok());
+    }
+
+    /// A loopback connection: (the server side, the client side).
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    /// Issue 9: a connection task that panicked left its writer task (and
+    /// with it the socket) alive for good, because the SIP task kept the
+    /// writer's channel and never heard TcpClosed.
+    #[tokio::test]
+    async fn a_panicking_connection_task_still_releases_socket_and_slot() {
+        let (server, mut client) = tcp_pair().await;
+        let table = Arc::new(Mutex::new(ConnectionTable::new(10, 10)));
+        let slot = ConnectionSlot::acquire(&table, ip("127.0.0.1")).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let (wtx, wrx) = mpsc::channel::<Bytes>(8);
+        let task = tokio::spawn(async move {
+            let (_rd, wr) = server.into_split();
+            let _guard = ConnectionGuard {
+                conn: ConnectionId(7),
+                tx,
+                writer: spawn_writer(wr, None, wrx),
+                closed_sent: false,
+                _slot: Some(slot),
+            };
+            panic!("injected: the connection task fails mid-stream");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        // `wtx` stands for the SIP task's sender, still held: only the guard
+        // can end the writer.
+        let closed = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("TcpClosed within 10 s");
+        assert!(matches!(
+            closed,
+            Some(NetInput::TcpClosed {
+                conn: ConnectionId(7)
+            })
+        ));
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut byte))
+            .await
+            .expect("the server side closes within 10 s");
+        assert!(matches!(read, Ok(0) | Err(_)), "EOF, got {read:?}");
+        assert_eq!(lock(&table).open(), 0, "the slot is free again");
+        drop(wtx);
     }
 }
