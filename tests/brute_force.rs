@@ -102,7 +102,16 @@ impl Caller {
         self.rec
             .wait_for_silence(Duration::from_millis(200), Duration::from_secs(5))
             .await;
-        (self.name, prompt_ids(&self.rec))
+        let heard = prompt_ids(&self.rec);
+        if heard.is_empty() {
+            // Say what did arrive, should a prompt not be recognised.
+            eprintln!(
+                "{}: no prompt recognised in {} RTP packets",
+                self.name,
+                self.rec.packets().len()
+            );
+        }
+        (self.name, heard)
     }
 
     async fn hang_up(mut self) {
@@ -142,9 +151,12 @@ impl Caller {
 }
 
 /// One call, one attempt: a wrong code is "incorrect", goodbye and BYE.
+/// The first key may take long to come (a burst waits for all its calls
+/// to be answered), so silence does not end a call first.
 fn one_attempt_per_call(c: &mut Config) {
     for conf in &mut c.conferences {
         conf.gather.max_attempts = 1;
+        conf.gather.first_digit_timeout = Duration::from_secs(60);
     }
 }
 
