@@ -22,5 +22,5 @@ pub mod guard;
 pub mod pin;
 pub mod room;
 
-pub use guard::{BruteForceGuard, GuardLimits, LockReason, Verdict};
+pub use guard::{Admission, BruteForceGuard, GuardLimits, LockReason, Refusal, Verdict};
 pub use room::{JoinError, LegId, MenuAction, MenuKeys, Role, Room, RoomAction, RoomRules};

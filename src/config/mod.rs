@@ -258,6 +258,9 @@ struct RawSecurity {
     lockout_secs: i64,
     attack_delay_ms: i64,
     trusted_ips: Vec<String>,
+    trusted_source_failures: i64,
+    trusted_source_window_secs: i64,
+    trusted_source_interval_ms: i64,
 }
 
 impl Default for RawSecurity {
@@ -272,6 +275,9 @@ impl Default for RawSecurity {
             lockout_secs: 900,
             attack_delay_ms: 3000,
             trusted_ips: Vec::new(),
+            trusted_source_failures: 30,
+            trusted_source_window_secs: 900,
+            trusted_source_interval_ms: 10_000,
         }
     }
 }
@@ -837,6 +843,12 @@ impl Config {
                 "must be between 0 and 60000".into(),
             ));
         }
+        if !(0..=300_000).contains(&sec.trusted_source_interval_ms) {
+            return Err(err(
+                &[Seg::Key("security"), Seg::Key("trusted_source_interval_ms")],
+                "must be between 0 and 300000".into(),
+            ));
+        }
         let security = GuardLimits {
             caller_failures: count(sec.caller_failures, "caller_failures")?,
             caller_window: secs(sec.caller_window_secs, "caller_window_secs")?,
@@ -847,6 +859,9 @@ impl Config {
             lockout: secs(sec.lockout_secs, "lockout_secs")?,
             attack_delay: Duration::from_millis(sec.attack_delay_ms as u64),
             trusted_ips,
+            trusted_failures: count(sec.trusted_source_failures, "trusted_source_failures")?,
+            trusted_window: secs(sec.trusted_source_window_secs, "trusted_source_window_secs")?,
+            trusted_interval: Duration::from_millis(sec.trusted_source_interval_ms as u64),
         };
 
         let gather = |g: &RawGather, prefix: &[Seg<'_>]| -> Result<GatherRules, ConfigError> {
@@ -1469,5 +1484,44 @@ mod tests {
             c.prompt_files[&PromptId::Welcome],
             PathBuf::from("/etc/pinbridge/mine/hello.wav")
         );
+    }
+
+    #[test]
+    fn trusted_source_ceiling_keys_are_read_and_checked() {
+        let c = parse(
+            "[security]\ntrusted_ips = [\"192.0.2.10\"]\ntrusted_source_failures = 12\n\
+             trusted_source_window_secs = 600\ntrusted_source_interval_ms = 2500\n\
+             [[conference]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        let s = &c.security;
+        assert_eq!(s.trusted_failures, 12);
+        assert_eq!(s.trusted_window, Duration::from_secs(600));
+        assert_eq!(s.trusted_interval, Duration::from_millis(2500));
+        let d = Config::embedded_default().security;
+        assert_eq!(
+            (d.trusted_failures, d.trusted_window, d.trusted_interval),
+            (30, Duration::from_secs(900), Duration::from_secs(10))
+        );
+        for (text, key) in [
+            (
+                "trusted_source_failures = -1",
+                "security.trusted_source_failures",
+            ),
+            (
+                "trusted_source_window_secs = 0",
+                "security.trusted_source_window_secs",
+            ),
+            (
+                "trusted_source_interval_ms = 300001",
+                "security.trusted_source_interval_ms",
+            ),
+        ] {
+            let e = parse(&format!(
+                "[security]\n{text}\n[[conference]]\nname = \"a\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, Some(2)), "{e}");
+        }
     }
 }

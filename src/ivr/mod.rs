@@ -72,6 +72,9 @@ pub enum OtpVerdict {
     Wrong,
     /// Expired, too many wrong codes, or the code could not be sent.
     Failed,
+    /// Too many wrong codes from this caller or address across calls: say
+    /// so and hang up.
+    LockedOut,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -458,6 +461,7 @@ impl Ivr {
                 self.play(vec![PromptId::Correct]);
             }
             OtpVerdict::Failed => self.goodbye(vec![PromptId::Goodbye]),
+            OtpVerdict::LockedOut => self.goodbye(vec![PromptId::LockedOut, PromptId::Goodbye]),
             OtpVerdict::Wrong => {
                 self.attempts += 1;
                 if self.attempts >= rules.max_attempts {
@@ -784,6 +788,25 @@ mod tests {
         keys(&mut ivr, t0, "111111");
         ivr.handle(t0, Input::OtpVerdict(OtpVerdict::Failed));
         assert_eq!(drain(&mut ivr), vec![Output::Play(vec![PromptId::Goodbye])]);
+    }
+
+    #[test]
+    fn a_locked_out_passcode_entry_says_so_and_ends_the_call() {
+        let t0 = Instant::now();
+        let mut ivr = Ivr::new(Flow::Otp {
+            otp: otp_rules(),
+            known_caller: true,
+        });
+        ivr.handle(t0, Input::Answered);
+        drain(&mut ivr);
+        keys(&mut ivr, t0, "111111");
+        ivr.handle(t0, Input::OtpVerdict(OtpVerdict::LockedOut));
+        assert_eq!(
+            drain(&mut ivr),
+            vec![Output::Play(vec![PromptId::LockedOut, PromptId::Goodbye])]
+        );
+        ivr.handle(t0, Input::PlaybackFinished);
+        assert_eq!(drain(&mut ivr), vec![Output::Hangup]);
     }
 
     #[test]

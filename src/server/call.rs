@@ -4,8 +4,8 @@
 //!    numbers (404) before answering;
 //! 2. bind an RTP port, negotiate SDP, answer, wait for the ACK;
 //! 3. run the IVR (prompts paced from a monotonic clock, DTMF from RFC 4733,
-//!    in-band tones and INFO), checking entered codes against the PINs and
-//!    the brute-force guard;
+//!    in-band tones and INFO), checking entered codes (PINs, dial-in codes,
+//!    one-time passcodes) each under a reservation of the brute-force guard;
 //! 4. on the right code, hand the leg's media to the room task and stay on
 //!    as its SIP side (re-offers, INFO, BYE) until the call ends.
 //!
@@ -24,11 +24,12 @@ use rand::RngExt;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::guard::{GuardService, Refused, Reservation};
 use super::leg::{LegMedia, Received};
 use super::room::{LegEvent, RoomCommand, RoomConfig, RoomRegistry};
 use super::rtp_ports::RtpPortAllocator;
 use super::sip_task::{CallCommand, CallEvent};
-use crate::conference::guard::{BruteForceGuard, LockReason, Verdict};
+use crate::conference::guard::{LockReason, Refusal, Verdict};
 use crate::conference::pin::PinSecret;
 use crate::conference::room::{LegId, Role};
 use crate::config::otp::ConferenceFlow;
@@ -60,7 +61,7 @@ pub struct CallEnv {
     pub rtp_ip: IpAddr,
     pub rooms: Arc<RoomRegistry>,
     /// Shared by all calls; touched a few times per call, never per packet.
-    pub guard: Mutex<BruteForceGuard>,
+    pub guard: Arc<GuardService>,
     pub next_leg: AtomicU64,
     /// The one-time-passcode service (when configured).
     pub verify: Option<VerifyService>,
@@ -69,10 +70,6 @@ pub struct CallEnv {
 }
 
 impl CallEnv {
-    fn guard(&self) -> std::sync::MutexGuard<'_, BruteForceGuard> {
-        self.guard.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn room_config(&self, i: usize) -> Option<RoomConfig> {
         let c = self.config.conferences.get(i)?;
         Some(RoomConfig {
@@ -216,12 +213,6 @@ impl Sip {
     }
 }
 
-/// The caller identity used for brute-force accounting (empty when
-/// anonymous; the guard then keys on the source address).
-fn caller_id(info: &IncomingCall) -> String {
-    info.from.uri.user().unwrap_or_default()
-}
-
 fn guard_scope(config: &Config, route: Route) -> String {
     match route {
         Route::Conference(i) => config
@@ -337,11 +328,13 @@ pub async fn run(
         }
         (_, flow) => flow,
     };
-    let caller = caller_id(&info);
+    let caller = env.guard.caller_of(&info);
     let source = info.flow.remote.ip();
-    if matches!(flow, Flow::Pin(_)) {
+    // Every flow that takes a code (PIN, dial-in code, passcode) refuses a
+    // locked-out caller before answering.
+    if !matches!(flow, Flow::KeypadTest { .. }) {
         let scope = guard_scope(&env.config, route);
-        let verdict = env.guard().check(started, &caller, source, Some(&scope));
+        let verdict = env.guard.check(&caller, source, &scope);
         if let Verdict::LockedOut { reason, .. } = verdict {
             tracing::warn!(%call_id, caller = %caller, %source, ?reason, "refusing locked-out caller");
             let _ = cmd
@@ -512,6 +505,41 @@ async fn answer(
     }
 }
 
+/// A code's verdict, given to the IVR no earlier than `not_before` (the
+/// guard slows a conference under attack and paces a trusted source over
+/// its ceiling). Meanwhile the call task keeps its RTP clock running and
+/// answers SIP, rather than sleeping through the delay.
+struct HeldVerdict {
+    not_before: Instant,
+    input: Input,
+    /// What the verdict admits to, when it settles that (a PIN verdict
+    /// always does; a passcode only when approved).
+    admits: Option<Option<(usize, Role)>>,
+}
+
+impl HeldVerdict {
+    fn give(self, accepted: &mut Option<(usize, Role)>, ivr: &mut Ivr) {
+        if let Some(a) = self.admits {
+            *accepted = a;
+        }
+        ivr.handle(Instant::now(), self.input);
+    }
+
+    /// Gives the verdict now if it is due; otherwise returns it to hold.
+    fn give_or_hold(
+        self,
+        accepted: &mut Option<(usize, Role)>,
+        ivr: &mut Ivr,
+    ) -> Option<HeldVerdict> {
+        if Instant::now() >= self.not_before {
+            self.give(accepted, ivr);
+            None
+        } else {
+            Some(self)
+        }
+    }
+}
+
 enum IvrEnd {
     /// Hung up (or the caller did).
     Over,
@@ -542,6 +570,8 @@ async fn run_ivr(
     let mut player = PromptPlayer::new();
     let inactivity = env.config.rtp.inactivity_timeout;
     let mut accepted: Option<(usize, Role)> = None;
+    // A verdict the guard holds back; the call's media goes on meanwhile.
+    let mut held: Option<HeldVerdict> = None;
     let mut rx = [0u8; 2048];
     ivr.handle(now, Input::Answered);
 
@@ -562,9 +592,13 @@ async fn run_ivr(
                 }
                 Output::StopPlayback => player.stop(),
                 Output::VerifyCode(code) => {
-                    let (verdict, matched) = verify_code(env, info, route, code).await;
-                    accepted = matched;
-                    ivr.handle(Instant::now(), Input::CodeVerdict(verdict));
+                    let (verdict, matched, not_before) = verify_code(env, info, route, code).await;
+                    let v = HeldVerdict {
+                        not_before,
+                        input: Input::CodeVerdict(verdict),
+                        admits: Some(matched),
+                    };
+                    held = v.give_or_hold(&mut accepted, ivr);
                 }
                 // Routed only once the verification service is wired in.
                 Output::SendOtp => send_otp(env, route, otp, &sip.call_id),
@@ -574,13 +608,21 @@ async fn run_ivr(
                     }
                 }
                 Output::VerifyOtp(code) => {
-                    let verdict = check_otp(otp, env, code).await;
-                    if verdict == OtpVerdict::Approved && accepted.is_none() {
-                        if let Route::Conference(i) = route {
-                            accepted = Some((i, Role::Participant));
+                    let (verdict, not_before) = check_otp(otp, env, info, route, code).await;
+                    let admits = match route {
+                        Route::Conference(i)
+                            if verdict == OtpVerdict::Approved && accepted.is_none() =>
+                        {
+                            Some(Some((i, Role::Participant)))
                         }
-                    }
-                    ivr.handle(Instant::now(), Input::OtpVerdict(verdict));
+                        _ => None,
+                    };
+                    let v = HeldVerdict {
+                        not_before,
+                        input: Input::OtpVerdict(verdict),
+                        admits,
+                    };
+                    held = v.give_or_hold(&mut accepted, ivr);
                 }
                 Output::Join => match accepted {
                     Some((i, role)) => {
@@ -611,6 +653,9 @@ async fn run_ivr(
         if let Some(t) = inactivity_deadline {
             wake = wake.min(t);
         }
+        if let Some(h) = &held {
+            wake = wake.min(h.not_before);
+        }
         tokio::select! {
             ev = sip.events.recv() => match sip.on_event(ev, started).await {
                 SipOutcome::Ended => return IvrEnd::Over,
@@ -640,6 +685,11 @@ async fn run_ivr(
                 if ivr.poll_timeout().is_some_and(|t| now >= t) {
                     ivr.handle(now, Input::Timer);
                 }
+                if held.as_ref().is_some_and(|h| now >= h.not_before) {
+                    if let Some(v) = held.take() {
+                        v.give(&mut accepted, ivr);
+                    }
+                }
                 if dtmf.poll_timeout().is_some_and(|t| now >= t) {
                     dtmf.handle_timeout(now);
                 }
@@ -653,27 +703,78 @@ async fn run_ivr(
     }
 }
 
-/// Checks an entered code against the PINs the route allows, with the
-/// brute-force guard before and after. Every candidate PIN is compared
-/// (no early exit), plain ones in constant time, hashed ones off the async
-/// runtime. Failures are logged with caller and source, never the digits.
+/// Reserves a guess with the brute-force guard: the attempt counts
+/// against the caller, the address and the conference before the code is
+/// compared. None (after logging why) when the guess is refused: the caller
+/// hears that they are locked out.
+async fn reserve_guess(
+    env: &Arc<CallEnv>,
+    info: &IncomingCall,
+    route: Route,
+) -> Option<Reservation> {
+    let caller = env.guard.caller_of(info);
+    let source = info.flow.remote.ip();
+    let scope = guard_scope(&env.config, route);
+    match env.guard.reserve(&caller, source, &scope).await {
+        Ok(r) => Some(r),
+        Err(why) => {
+            let why = match why {
+                Refused::Guard(Refusal::Locked { until, reason }) => format!(
+                    "{reason:?} locked out for {} s more",
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                ),
+                Refused::Guard(Refusal::Paced) => {
+                    "trusted source over its ceiling, verdicts queued too long".to_string()
+                }
+                Refused::Waited => "attempts in flight did not settle in time".to_string(),
+            };
+            tracing::warn!(call_id = %info.call_id, caller = %caller, %source, conference = %scope, refused = %why, "code not checked: locked out");
+            None
+        }
+    }
+}
+
+/// Logs what a wrong code triggered.
+fn log_failure(
+    info: &IncomingCall,
+    caller: &str,
+    scope: &str,
+    what: &str,
+    lock: Option<LockReason>,
+) {
+    let source = info.flow.remote.ip();
+    tracing::warn!(call_id = %info.call_id, caller = %caller, %source, conference = %scope, "wrong {what}");
+    match lock {
+        Some(LockReason::Caller) | Some(LockReason::SourceIp) => {
+            tracing::warn!(call_id = %info.call_id, caller = %caller, %source, reason = ?lock, "locked out after repeated wrong codes");
+        }
+        Some(LockReason::Conference) => {
+            tracing::warn!(conference = %scope, "conference under attack: slowing its answers");
+        }
+        Some(LockReason::TrustedSource) => {
+            tracing::warn!(%source, "trusted source over its ceiling of wrong codes: pacing its answers");
+        }
+        None => {}
+    }
+}
+
+/// Checks an entered code against the PINs the route allows, under a
+/// reservation of the brute-force guard (see [`reserve_guess`]). Every
+/// candidate PIN is compared (no early exit), plain ones in constant time,
+/// hashed ones off the async runtime. The attempt is settled as soon as the
+/// outcome is known; the verdict is to be given no earlier than the instant
+/// returned (the guard may ask for a delay). Failures are logged with
+/// caller and source, never the digits.
 async fn verify_code(
     env: &Arc<CallEnv>,
     info: &IncomingCall,
     route: Route,
     code: EnteredCode,
-) -> (CodeVerdict, Option<(usize, Role)>) {
-    let caller = caller_id(info);
-    let source = info.flow.remote.ip();
-    let scope = guard_scope(&env.config, route);
-    let verdict = env
-        .guard()
-        .check(Instant::now(), &caller, source, Some(&scope));
-    let delay = match verdict {
-        Verdict::LockedOut { .. } => return (CodeVerdict::LockedOut, None),
-        Verdict::Slowed(d) => d,
-        Verdict::Allowed => Duration::ZERO,
+) -> (CodeVerdict, Option<(usize, Role)>, Instant) {
+    let Some(reservation) = reserve_guess(env, info, route).await else {
+        return (CodeVerdict::LockedOut, None, Instant::now());
     };
+    let not_before = Instant::now() + reservation.delay();
     let conferences: Vec<usize> = match route {
         Route::Conference(i) => vec![i],
         Route::Lobby => (0..env.config.conferences.len())
@@ -711,41 +812,37 @@ async fn verify_code(
         // the PIN, once, for its own conference.
         matched = redeem_dialin(env, route, &dialin_code).await;
     }
-    if !delay.is_zero() {
-        // The conference is under attack: every verdict takes longer.
-        tokio::time::sleep(delay).await;
-    }
-    let now = Instant::now();
-    match matched {
+    let caller = env.guard.caller_of(info);
+    let result = match matched {
         Some((i, role)) => {
-            env.guard().record_success(now, &caller, source);
+            reservation.succeeded();
             let name = env
                 .config
                 .conferences
                 .get(i)
                 .map(|c| c.name.as_str())
                 .unwrap_or("");
-            tracing::info!(call_id = %info.call_id, caller = %caller, %source, conference = name, ?role, "code accepted");
-            (CodeVerdict::Accepted, Some((i, role)))
+            tracing::info!(call_id = %info.call_id, caller = %caller, source = %info.flow.remote.ip(), conference = name, ?role, "code accepted");
+            (CodeVerdict::Accepted, Some((i, role)), not_before)
         }
         None => {
-            let lock = env
-                .guard()
-                .record_failure(now, &caller, source, Some(&scope));
-            tracing::warn!(call_id = %info.call_id, caller = %caller, %source, conference = %scope, "wrong code");
+            let lock = reservation.failed();
+            log_failure(
+                info,
+                &caller,
+                &guard_scope(&env.config, route),
+                "code",
+                lock,
+            );
             match lock {
                 Some(LockReason::Caller) | Some(LockReason::SourceIp) => {
-                    tracing::warn!(call_id = %info.call_id, caller = %caller, %source, reason = ?lock, "locked out after repeated wrong codes");
-                    (CodeVerdict::LockedOut, None)
+                    (CodeVerdict::LockedOut, None, not_before)
                 }
-                Some(LockReason::Conference) => {
-                    tracing::warn!(conference = %scope, "conference under attack: slowing its answers");
-                    (CodeVerdict::Rejected, None)
-                }
-                None => (CodeVerdict::Rejected, None),
+                _ => (CodeVerdict::Rejected, None, not_before),
             }
         }
-    }
+    };
+    result
 }
 
 /// A lobby admits on a code alone, so it reaches only plain PIN
@@ -877,17 +974,31 @@ async fn recv_otp_sent(otp: &mut OtpCall) -> bool {
     ok
 }
 
-async fn check_otp(otp: &mut OtpCall, env: &Arc<CallEnv>, code: EnteredCode) -> OtpVerdict {
+/// Checks a keyed one-time passcode under a reservation of the
+/// brute-force guard, like a PIN: anything but the right code (a wrong
+/// one, one past its limits, a failed check) settles as a failure. The
+/// verdict is to be given no earlier than the instant returned.
+async fn check_otp(
+    otp: &mut OtpCall,
+    env: &Arc<CallEnv>,
+    info: &IncomingCall,
+    route: Route,
+    code: EnteredCode,
+) -> (OtpVerdict, Instant) {
     let Some(service) = env.verify.as_ref() else {
-        return OtpVerdict::Failed;
+        return (OtpVerdict::Failed, Instant::now());
     };
     // Until the send has reported, check the participant's pending one.
     let by = match (&otp.verification, &otp.participant) {
         (Some(id), _) => CheckBy::Id(id.clone()),
         (None, Some(p)) => CheckBy::Destination(p.phone.clone()),
-        (None, None) => return OtpVerdict::Failed,
+        (None, None) => return (OtpVerdict::Failed, Instant::now()),
     };
-    match service.check(by, code.expose().to_string()).await {
+    let Some(reservation) = reserve_guess(env, info, route).await else {
+        return (OtpVerdict::LockedOut, Instant::now());
+    };
+    let not_before = Instant::now() + reservation.delay();
+    let verdict = match service.check(by, code.expose().to_string()).await {
         Ok(c) if c.valid => OtpVerdict::Approved,
         Ok(c) if c.verification.status == Status::Pending => OtpVerdict::Wrong,
         Ok(_) => OtpVerdict::Failed,
@@ -896,7 +1007,26 @@ async fn check_otp(otp: &mut OtpCall, env: &Arc<CallEnv>, code: EnteredCode) -> 
             tracing::error!(error = %e, "code check failed");
             OtpVerdict::Failed
         }
-    }
+    };
+    let verdict = if verdict == OtpVerdict::Approved {
+        reservation.succeeded();
+        verdict
+    } else {
+        let lock = reservation.failed();
+        let caller = env.guard.caller_of(info);
+        log_failure(
+            info,
+            &caller,
+            &guard_scope(&env.config, route),
+            "passcode",
+            lock,
+        );
+        match lock {
+            Some(LockReason::Caller) | Some(LockReason::SourceIp) => OtpVerdict::LockedOut,
+            _ => verdict,
+        }
+    };
+    (verdict, not_before)
 }
 
 /// The participant's recorded name, loaded once and cached.

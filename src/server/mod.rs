@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod fd_limit;
+pub mod guard;
 pub mod leg;
 pub mod log_format;
 pub mod otp_channels;
@@ -33,12 +34,14 @@ use crate::http::{ApiState, HttpServer};
 use crate::ivr::prompts::PromptSet;
 use crate::sip::transaction::TimerValues;
 use crate::sip::ua::{UaConfig, UserAgent};
+use crate::store::{Store, StoreHandle, StoredGuard};
 use crate::verify::clock::{Clock, SystemClock};
 use crate::verify::delivery::Dispatcher;
-use crate::verify::key::load_or_create_key;
+use crate::verify::key::{load_or_create_key, ServerKey};
 use crate::verify::sender::CodeSender;
 use crate::verify::service::{self, VerifyService};
 use call::CallEnv;
+use guard::{GuardService, WallAnchor};
 use otp_channels::{SipMessageSender, TrunkLink, TrunkParts, VoiceSender};
 use rtp_ports::RtpPortAllocator;
 use sip_task::SipTask;
@@ -60,6 +63,7 @@ pub struct ServerHandle {
     sip: SipHandle,
     /// Ends of the long-lived tasks (see `supervise`).
     ended: mpsc::UnboundedReceiver<TaskEnded>,
+    guard: Arc<GuardService>,
 }
 
 impl ServerHandle {
@@ -84,9 +88,13 @@ impl ServerHandle {
         let _ = self.shutdown.send(true);
     }
 
-    /// Waits until the SIP task has finished (after `shutdown`).
+    /// Waits until the SIP task has finished (after `shutdown`) and the
+    /// brute-force guard's state is stored.
     pub async fn wait(self) {
         let _ = self.task.await;
+        if !self.guard.flush(Duration::from_secs(5)).await {
+            tracing::warn!("the brute-force guard's last changes may not have been stored");
+        }
         for t in self.side_tasks {
             t.abort();
         }
@@ -147,12 +155,72 @@ fn needs_verify(config: &Config) -> bool {
         || !config.otp.participants.is_empty()
 }
 
-/// Opens the store and builds the verification service with the
+/// The database and the server key, opened once at start-up for the
+/// brute-force guard and (when configured) the verification service.
+struct Opened {
+    store: Store,
+    key: ServerKey,
+    guard: StoredGuard,
+}
+
+/// Opens (creating if needed) the database and the server key, and reads
+/// the guard's stored lockouts and failure windows (on the blocking pool).
+async fn open_store(config: &Config, anchor: WallAnchor) -> io::Result<Opened> {
+    let path = config.otp.store.path.clone();
+    let key_file = config.otp.verify.key_file.clone();
+    let window_ms = i64::try_from(config.security.longest_window().as_millis()).unwrap_or(i64::MAX);
+    let now_ms = anchor.unix_ms();
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    tokio::task::spawn_blocking(move || {
+        let mut store = Store::open(&path).map_err(|e| e.to_string())?;
+        let key = load_or_create_key(&key_file).map_err(|e| format!("[verify] key_file: {e}"))?;
+        let guard = store
+            .load_guard(now_ms, window_ms)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Opened { store, key, guard })
+    })
+    .await
+    .map_err(|e| invalid(e.to_string()))?
+    .map_err(invalid)
+}
+
+/// The brute-force guard, with what was stored before the restart, keyed
+/// with a secret derived from the server key (so caller keys are the same
+/// after a restart, and the database holds no caller ID).
+fn start_guard(
+    config: &Config,
+    key: &ServerKey,
+    stored: StoredGuard,
+    anchor: WallAnchor,
+    store: StoreHandle,
+) -> Arc<GuardService> {
+    let secret = key.mac(&[b"pinbridge brute-force guard caller keys"]);
+    let mut core = BruteForceGuard::persistent(config.security.clone(), &secret);
+    if stored.unreadable > 0 {
+        tracing::warn!(
+            rows = stored.unreadable,
+            "ignoring unreadable brute-force guard rows in the database"
+        );
+    }
+    let restored = anchor.restored(stored);
+    let (lockouts, failures) = (restored.lockouts.len(), restored.failures.len());
+    core.restore(std::time::Instant::now(), restored);
+    if lockouts + failures > 0 {
+        tracing::info!(lockouts, failures, "brute-force guard state restored");
+    }
+    let mut identity_sources = config.otp.identity.trusted_proxies.clone();
+    identity_sources.extend(config.security.trusted_ips.iter().copied());
+    GuardService::start(core, anchor, store, identity_sources)
+}
+
+/// Builds the verification service on the opened store with the
 /// configured delivery channels (blocking work on the blocking pool).
 async fn start_verify(
     config: &Config,
     clock: Arc<dyn Clock>,
     link: &TrunkLink,
+    store: Store,
+    key: ServerKey,
 ) -> io::Result<VerifyService> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
     // The service walks the channel order itself; the dispatcher sends on
@@ -168,7 +236,7 @@ async fn start_verify(
     let sender: Arc<dyn CodeSender> = Arc::new(dispatcher);
     let otp = config.otp.clone();
     let (service, report) =
-        tokio::task::spawn_blocking(move || service::setup(&otp, sender, clock))
+        tokio::task::spawn_blocking(move || service::setup_with(&otp, store, key, sender, clock))
             .await
             .map_err(|e| invalid(e.to_string()))?
             .map_err(|e| invalid(format!("{}: {e}", config.otp.store.path.display())))?;
@@ -218,12 +286,22 @@ pub async fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> io::Result<ServerHandle> {
     let link = TrunkLink::default();
-    let verify = if needs_verify(&config) {
-        Some(start_verify(&config, clock, &link).await?)
+    // The store is always open: the brute-force guard keeps its lockouts
+    // there across restarts.
+    let anchor = WallAnchor::now();
+    let opened = open_store(&config, anchor).await?;
+    let guard_key = opened.key.clone();
+    let (verify, store) = if needs_verify(&config) {
+        let service = start_verify(&config, clock, &link, opened.store, opened.key).await?;
+        let store = service.store().clone();
+        (Some(service), store)
     } else {
-        None
+        let store = StoreHandle::spawn(opened.store)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        (None, store)
     };
     let tcp_limits = fd_limit::tcp_limits_at_startup(&config);
+    let guard = start_guard(&config, &guard_key, opened.guard, anchor, store);
     let (udp, tcp, sip_addr) = bind_sockets(&config)?;
     let udp = udp.map(Arc::new);
     let (net_tx, net_rx) = mpsc::channel(4096);
@@ -298,7 +376,7 @@ pub async fn start_with_clock(
         conference_prompts,
         rtp_ip,
         rooms: Arc::new(room::RoomRegistry::default()),
-        guard: std::sync::Mutex::new(BruteForceGuard::new(config.security.clone())),
+        guard: guard.clone(),
         next_leg: std::sync::atomic::AtomicU64::new(1),
         verify: verify.clone(),
         name_prompts: Default::default(),
@@ -372,5 +450,6 @@ pub async fn start_with_clock(
         side_tasks,
         sip: sip_handle,
         ended,
+        guard,
     })
 }

@@ -3,13 +3,15 @@
 //!
 //! It holds the participant directory, verifications (so they survive a
 //! restart), the per-destination send log, the delivery audit trail,
-//! one-time dial-in codes and call records.
+//! one-time dial-in codes, call records, and the brute-force guard's
+//! lockouts and failure windows.
 //!
 //! [`Store`] is synchronous. The tokio shell talks to it through a
 //! [`StoreHandle`], which runs closures on a dedicated thread so that a
 //! disk write never blocks the runtime.
 
 mod calls;
+mod guard;
 mod handle;
 mod otp;
 mod participants;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 pub use calls::CallRecord;
+pub use guard::{GuardWrite, StoredGuard};
 pub use handle::StoreHandle;
 pub use participants::SyncReport;
 
@@ -214,8 +217,14 @@ mod tests {
         assert_eq!(alice.username, "alice");
         assert_eq!(alice.conferences, vec!["board".to_string()]);
         assert_eq!(alice.source, crate::verify::directory::Source::Managed);
-        // The v2 tables exist.
-        for table in ["deliveries", "dialin_codes", "call_records"] {
+        // The v2 and v3 tables exist.
+        for table in [
+            "deliveries",
+            "dialin_codes",
+            "call_records",
+            "guard_failures",
+            "guard_lockouts",
+        ] {
             let n: i64 = store
                 .conn
                 .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Migration N (1-based) is `MIGRATIONS[N - 1]`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -90,6 +90,24 @@ CREATE TABLE call_records (
     outcome        TEXT
 );
 CREATE INDEX call_records_by_start ON call_records(started);
+";
+
+/// The brute-force guard's lockouts and failure windows, kept across
+/// restarts. Callers are keyed hashes, never caller IDs.
+const V3: &str = "
+CREATE TABLE guard_failures (
+    kind TEXT NOT NULL,                 -- caller | ip | trusted
+    key  TEXT NOT NULL,                 -- caller: keyed hash (16 hex digits); ip, trusted: address or IPv6 /64
+    at   INTEGER NOT NULL               -- unix ms
+);
+CREATE INDEX guard_failures_by_key ON guard_failures(kind, key, at);
+CREATE INDEX guard_failures_by_time ON guard_failures(at);
+CREATE TABLE guard_lockouts (
+    kind  TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    until INTEGER NOT NULL,             -- unix ms
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
 ";
 
 pub fn version(conn: &Connection) -> Result<u32, StoreError> {

@@ -535,9 +535,21 @@ pub fn setup(
     sender: Arc<dyn CodeSender>,
     clock: Arc<dyn Clock>,
 ) -> Result<(VerifyService, crate::store::SyncReport), SetupError> {
-    let mut store = crate::store::Store::open(&settings.store.path)?;
-    let report = store.sync_config_participants(&settings.participants, clock.now_ms())?;
+    let store = crate::store::Store::open(&settings.store.path)?;
     let key = super::key::load_or_create_key(&settings.verify.key_file)?;
+    setup_with(settings, store, key, sender, clock)
+}
+
+/// [`setup`] on a database and key already opened (the server opens them
+/// once and shares them with the brute-force guard).
+pub fn setup_with(
+    settings: &OtpSettings,
+    mut store: crate::store::Store,
+    key: ServerKey,
+    sender: Arc<dyn CodeSender>,
+    clock: Arc<dyn Clock>,
+) -> Result<(VerifyService, crate::store::SyncReport), SetupError> {
+    let report = store.sync_config_participants(&settings.participants, clock.now_ms())?;
     let policy = Policy::from_settings(&settings.verify)?;
     let service = VerifyService::new(
         StoreHandle::spawn(store)?,

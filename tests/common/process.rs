@@ -261,14 +261,20 @@ pub struct Pinbridge {
     pub sip: SocketAddr,
     pub stdout: Captured,
     pub stderr: Captured,
+    /// The working directory: relative paths of the embedded default (the
+    /// database, the server key) land here, not in the repository.
+    _cwd: TempDir,
 }
 
 impl Pinbridge {
     /// Runs `pinbridge run <args>` with `env` added (CONFERENCE_PIN is
-    /// removed unless given) and returns as soon as the process started.
+    /// removed unless given) in a fresh working directory and returns as
+    /// soon as the process started.
     pub fn spawn(args: &[&str], env: &[(&str, &str)], sip: SocketAddr) -> Pinbridge {
+        let cwd = TempDir::new("cwd");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pinbridge"));
         cmd.args(args)
+            .current_dir(cwd.path())
             .env_remove("CONFERENCE_PIN")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -285,6 +291,7 @@ impl Pinbridge {
             sip,
             stdout,
             stderr,
+            _cwd: cwd,
         }
     }
 

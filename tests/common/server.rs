@@ -1,7 +1,8 @@
 //! Starts pinbridge in-process for a test: SIP on an ephemeral loopback
 //! port, RTP in a range shared by all tests (the allocator skips ports in
-//! use), everything else from the embedded default unless the test changes
-//! it.
+//! use), the database and server key in a fresh temporary directory of its
+//! own (so no two servers share lockouts), everything else from the
+//! embedded default unless the test changes it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,12 +11,16 @@ use pinbridge::config::Config;
 use pinbridge::ivr::prompts::{PromptId, PromptSet};
 use pinbridge::server::{self, ServerHandle};
 
+use super::process::TempDir;
+
 /// The keypad test line of the test configuration.
 pub const ECHO: &str = "*98";
 
 pub struct TestServer {
     pub sip: SocketAddr,
     handle: Option<ServerHandle>,
+    /// The database and key, unless the test put them elsewhere.
+    _dir: TempDir,
 }
 
 /// The test configuration before a test's own changes.
@@ -42,13 +47,17 @@ impl TestServer {
 
     pub async fn start_with(change: impl FnOnce(&mut Config)) -> TestServer {
         super::init_tracing();
+        let dir = TempDir::new("server");
         let mut config = test_config();
+        config.otp.store.path = dir.join("pinbridge.db");
+        config.otp.verify.key_file = dir.join("pinbridge.key");
         change(&mut config);
         let prompts = PromptSet::load(&config.prompt_files).expect("prompts load");
         let handle = server::start(config, prompts).await.expect("server starts");
         TestServer {
             sip: handle.sip_addr,
             handle: Some(handle),
+            _dir: dir,
         }
     }
 
