@@ -306,6 +306,21 @@ impl DialinStorage for Store {
         }
     }
 
+    fn revoke_dialin(
+        &mut self,
+        participant_id: i64,
+        conference: &str,
+    ) -> Result<usize, StorageError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM dialin_codes
+                 WHERE participant_id = ?1 AND conference = ?2 AND used_at IS NULL",
+            )?
+            .execute(params![participant_id, conference])?;
+        Ok(n)
+    }
+
     fn use_dialin(&mut self, hash: &CodeHash, at_ms: i64) -> Result<bool, StorageError> {
         let n = self
             .conn
@@ -462,6 +477,11 @@ mod tests {
         let r = d.redeem(&mut s, code.expose(), T0 + 10).unwrap().unwrap();
         assert_eq!((r.participant_id, r.conference.as_str()), (p.id, "board"));
         assert!(d.redeem(&mut s, code.expose(), T0 + 20).unwrap().is_none());
+        // A new code for the same conference replaces the live one.
+        let (older, _) = d.issue(&mut s, p.id, "board", 300_000, T0).unwrap();
+        let (newer, _) = d.issue(&mut s, p.id, "board", 300_000, T0 + 1).unwrap();
+        assert!(d.redeem(&mut s, older.expose(), T0 + 20).unwrap().is_none());
+        assert!(d.redeem(&mut s, newer.expose(), T0 + 20).unwrap().is_some());
         // Deleting the participant takes their codes with them.
         let (code2, _) = d.issue(&mut s, p.id, "board", 300_000, T0).unwrap();
         s.delete_participant(p.id).unwrap();
