@@ -209,6 +209,8 @@ pub struct TrunkSettings {
     pub from_user: String,
     pub register: bool,
     pub register_expires: u32,
+    /// Answer digest challenges only for this realm (None: any realm).
+    pub realm: Option<String>,
 }
 
 impl std::fmt::Debug for TrunkSettings {
@@ -222,6 +224,7 @@ impl std::fmt::Debug for TrunkSettings {
             .field("from_user", &self.from_user)
             .field("register", &self.register)
             .field("register_expires", &self.register_expires)
+            .field("realm", &self.realm)
             .finish()
     }
 }
@@ -421,6 +424,8 @@ pub(super) struct RawTrunk {
     register: bool,
     #[serde(default = "hour")]
     register_expires: i64,
+    #[serde(default)]
+    realm: Option<String>,
 }
 
 fn udp() -> String {
@@ -722,6 +727,20 @@ pub(super) fn validate(
             if t.username.is_some() != t.password.is_some() {
                 return Err(ctx.err(&at("password"), "username and password go together".into()));
             }
+            if let Some(r) = &t.realm {
+                if r.is_empty() || r.chars().any(|c| c.is_control() || c == '"') {
+                    return Err(ctx.err(
+                        &at("realm"),
+                        "must be a non-empty realm as the trunk writes it, without quotes or control characters".into(),
+                    ));
+                }
+                if t.username.is_none() {
+                    return Err(ctx.err(
+                        &at("realm"),
+                        "only means something with username and password".into(),
+                    ));
+                }
+            }
             Some(TrunkSettings {
                 proxy: if t.proxy.contains(':') && !t.proxy.ends_with(']') {
                     t.proxy.clone()
@@ -736,6 +755,7 @@ pub(super) fn validate(
                 register: t.register,
                 register_expires: range(t.register_expires, 60, 86_400, &at("register_expires"))?
                     as u32,
+                realm: t.realm.clone(),
             })
         }
     };
@@ -1007,6 +1027,38 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("accepted ca_file without TLS"));
         assert_eq!(e.key, "delivery.email.ca_file");
+    }
+
+    #[test]
+    fn trunk_realm() {
+        let trunk = |extra: &str| {
+            parse_at_etc(&format!(
+                "[trunk]\nproxy = \"sip.example.net\"\nusername = \"u\"\npassword = \"p\"\n{extra}{CONF}"
+            ))
+        };
+        let realm = |c: Result<crate::config::Config, ConfigError>| {
+            c.map(|c| c.otp.trunk.and_then(|t| t.realm))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(realm(trunk("")), None);
+        assert_eq!(
+            realm(trunk("realm = \"sip.example.net\"\n")).as_deref(),
+            Some("sip.example.net")
+        );
+        for bad in [
+            "realm = \"\"\n",
+            "realm = \"a\\\"b\"\n",
+            "realm = \"a\\nb\"\n",
+        ] {
+            let e = trunk(bad).err().unwrap_or_else(|| panic!("accepted {bad}"));
+            assert_eq!((e.key.as_str(), e.line), ("trunk.realm", Some(5)), "{bad}");
+        }
+        let e = parse_at_etc(&format!(
+            "[trunk]\nproxy = \"sip.example.net\"\nrealm = \"r\"\n{CONF}"
+        ))
+        .err()
+        .unwrap_or_else(|| panic!("a realm without credentials"));
+        assert_eq!(e.key, "trunk.realm");
     }
 
     #[test]
