@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use pinbridge::config::otp::{ChannelKind, HttpSettings};
+use pinbridge::config::otp::{ChannelKind, HttpLimits, HttpSettings};
 use pinbridge::http::{router, ApiState, HttpServer};
 use pinbridge::store::{Store, StoreHandle};
 use pinbridge::verify::clock::{Clock, SystemClock};
@@ -253,11 +253,18 @@ async fn start_server(db: &Path, key: ServerKey, policy: Policy) -> SocketAddr {
         join_page: false,
         dialin_code_ttl: Duration::from_secs(300),
         cookie_key_file: db.with_extension("cookie"),
+        // wrk drives the API from one address: measure the API, not the
+        // per-client limits.
+        limits: HttpLimits::unlimited(),
     };
     let state = ApiState::new(service, &settings, Vec::new());
-    let server = HttpServer::bind(settings.listen, router(state, settings.max_body_bytes))
-        .await
-        .expect("bind");
+    let server = HttpServer::bind(
+        settings.listen,
+        router(state, settings.max_body_bytes),
+        settings.limits.clone(),
+    )
+    .await
+    .expect("bind");
     let addr = server.local_addr().expect("addr");
     tokio::spawn(server.run(std::future::pending()));
     addr
