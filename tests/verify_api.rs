@@ -851,6 +851,15 @@ async fn slow_clients_are_closed_and_other_clients_still_served() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
 
+    // A connection that says nothing at all is closed just the same.
+    let mut silent = common::http::connect_from(ip("127.0.0.3"), addr).await;
+    let started = std::time::Instant::now();
+    let got = common::http::read_until_closed(&mut silent, Duration::from_secs(60))
+        .await
+        .expect("a silent connection is closed within a minute");
+    assert!(got.is_empty());
+    assert!(started.elapsed() >= header_timeout - Duration::from_millis(500));
+
     // Each slow connection is closed once its headers are overdue (not
     // before: the timeout is a lower bound, a loaded machine only delays).
     for t in slow {
