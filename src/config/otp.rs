@@ -183,20 +183,6 @@ impl Default for HttpLimits {
     }
 }
 
-impl HttpLimits {
-    /// No limit but generous timeouts: for load harnesses that measure
-    /// the API itself from one address.
-    pub fn unlimited() -> Self {
-        HttpLimits {
-            max_connections: usize::MAX,
-            max_connections_per_address: usize::MAX,
-            rate: None,
-            join_rate: None,
-            ..HttpLimits::default()
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct WebhookSettings {
     pub url: String,
