@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use pinbridge::config::otp::{ChannelKind, HttpSettings};
+use pinbridge::config::otp::{ChannelKind, HttpLimits, HttpSettings, RateLimit};
 use pinbridge::http::{router, ApiState, HttpServer};
 use pinbridge::store::{Store, StoreHandle};
 use pinbridge::verify::clock::{Clock, SystemClock};
@@ -246,6 +246,10 @@ async fn start_server(db: &Path, key: ServerKey, policy: Policy) -> SocketAddr {
         Arc::new(SystemClock),
     )
     .expect("service");
+    let roomy = RateLimit {
+        per_minute: u32::MAX,
+        burst: u32::MAX,
+    };
     let settings = HttpSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         api_key_hashes: vec![Sha256::digest(KEY.as_bytes()).into()],
@@ -253,11 +257,24 @@ async fn start_server(db: &Path, key: ServerKey, policy: Policy) -> SocketAddr {
         join_page: false,
         dialin_code_ttl: Duration::from_secs(300),
         cookie_key_file: db.with_extension("cookie"),
+        // wrk drives the API from one address: the server's defences stay
+        // on (every request goes through the buckets and the connection
+        // counts), with allowances wrk never exhausts.
+        limits: HttpLimits {
+            max_connections_per_address: 1024,
+            rate: Some(roomy),
+            join_rate: Some(roomy),
+            ..HttpLimits::default()
+        },
     };
     let state = ApiState::new(service, &settings, Vec::new());
-    let server = HttpServer::bind(settings.listen, router(state, settings.max_body_bytes))
-        .await
-        .expect("bind");
+    let server = HttpServer::bind(
+        settings.listen,
+        router(state, settings.max_body_bytes),
+        settings.limits.clone(),
+    )
+    .await
+    .expect("bind");
     let addr = server.local_addr().expect("addr");
     tokio::spawn(server.run(std::future::pending()));
     addr

@@ -54,11 +54,26 @@ fn temp_dir(tag: &str) -> PathBuf {
 // The SMS gateway: receives the webhook, checks its signature, keeps the
 // codes; answers 400 (final) for the numbers told to fail.
 
-#[derive(Default)]
 struct Inbox {
     /// (to, code)
     codes: Mutex<Vec<(String, String)>>,
     failing: Mutex<Vec<String>>,
+    /// While false, each webhook request is held unanswered (and its code
+    /// not yet counted as delivered).
+    released: tokio::sync::watch::Sender<bool>,
+    /// Webhook requests that have arrived, held or not.
+    arrived: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox {
+            codes: Mutex::default(),
+            failing: Mutex::default(),
+            released: tokio::sync::watch::Sender::new(true),
+            arrived: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
 }
 
 struct Gateway {
@@ -96,6 +111,11 @@ async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Byte
     };
     let to = v["to"].as_str().unwrap_or("").to_string();
     let code = v["code"].as_str().unwrap_or("").to_string();
+    inbox
+        .arrived
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut released = inbox.released.subscribe();
+    let _ = released.wait_for(|r| *r).await;
     if inbox.failing.lock().unwrap().contains(&to) {
         return StatusCode::BAD_REQUEST;
     }
@@ -125,24 +145,60 @@ impl Gateway {
         self.inbox.codes.lock().unwrap().len()
     }
 
-    /// The last code texted to `to`.
-    fn code_for(&self, to: &str) -> String {
+    /// Codes texted to `to` so far.
+    fn count_for(&self, to: &str) -> usize {
         self.inbox
             .codes
             .lock()
             .unwrap()
             .iter()
-            .rev()
-            .find(|(t, _)| t == to)
-            .map(|(_, c)| c.clone())
-            .unwrap_or_else(|| panic!("no code was texted to {to}"))
+            .filter(|(t, _)| t == to)
+            .count()
+    }
+
+    /// Holds every webhook request unanswered until `release`.
+    fn hold(&self) {
+        self.inbox.released.send_replace(false);
+    }
+
+    fn release(&self) {
+        self.inbox.released.send_replace(true);
+    }
+
+    fn arrived(&self) -> usize {
+        self.inbox.arrived.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The last code texted to `to`, once more than `seen` codes have gone
+    /// there (the join page sends in the background: the code may arrive
+    /// after the page's answer).
+    async fn code_after(&self, to: &str, seen: usize) -> String {
+        for _ in 0..750 {
+            if self.count_for(to) > seen {
+                let codes = self.inbox.codes.lock().unwrap();
+                if let Some((_, c)) = codes.iter().rev().find(|(t, _)| t == to) {
+                    return c.clone();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no new code was texted to {to} (seen {seen})");
+    }
+
+    /// The last code texted to `to`, waiting for the first.
+    async fn code_for(&self, to: &str) -> String {
+        self.code_after(to, 0).await
     }
 }
 
 // ----------------------------------------------------------------------
 // pinbridge with the join page.
 
-fn config(dir: &Path, gateway: &Gateway, join_page: bool) -> Config {
+/// Every test sends its requests from 127.0.0.1: the per-client limits
+/// are raised out of the way except where a test sets its own.
+const ROOMY_LIMITS: &str = "rate_limit_burst = 1000\njoin_rate_limit_burst = 1000";
+
+fn config(dir: &Path, gateway: &Gateway, join_page: bool, http_extra: &str) -> Config {
     let toml = format!(
         r#"
 [store]
@@ -155,6 +211,7 @@ api_keys = ["{API_KEY}"]
 join_page = {join_page}
 cookie_key_file = "{d}/cookie.key"
 dialin_code_ttl_secs = 300
+{http_extra}
 [delivery.webhook]
 url = "{url}"
 secret = "{SECRET}"
@@ -217,10 +274,20 @@ impl Pinbridge {
     }
 
     async fn start_with(tag: &str, clock: Arc<dyn Clock>, join_page: bool) -> Pinbridge {
+        Self::start_limited(tag, clock, join_page, ROOMY_LIMITS).await
+    }
+
+    /// With these lines in `[http]` (the limits).
+    async fn start_limited(
+        tag: &str,
+        clock: Arc<dyn Clock>,
+        join_page: bool,
+        http_extra: &str,
+    ) -> Pinbridge {
         common::init_tracing();
         let dir = temp_dir(tag);
         let gateway = Gateway::start().await;
-        let config = config(&dir, &gateway, join_page);
+        let config = config(&dir, &gateway, join_page, http_extra);
         let prompts = PromptSet::load(&config.prompt_files).expect("prompts load");
         let handle = server::start_with_clock(config, prompts, clock)
             .await
@@ -398,10 +465,8 @@ async fn from_username_to_a_single_use_dialin_code() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();
-    assert_eq!(body["to"], "**********23");
-    assert_eq!(body["via"], "sms");
-    assert_eq!(body["code_length"], 6);
-    assert_eq!(body["expires_in"], 600);
+    // Nothing about the participant: the same answer for a name nobody has.
+    assert_eq!(body, json!({ "code_length": 6, "expires_in": 600 }));
     let set = r.set_cookie().expect("a session cookie").to_string();
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/join", "Max-Age=600"] {
         assert!(set.contains(attr), "{attr} missing: {set}");
@@ -412,7 +477,7 @@ async fn from_username_to_a_single_use_dialin_code() {
         .header("content-security-policy")
         .is_some_and(|c| c.contains("default-src 'self'")));
 
-    let code = pb.gateway.code_for(ALICE);
+    let code = pb.gateway.code_for(ALICE).await;
     assert_eq!(code.len(), 6);
     assert!(!set.contains(&code), "the cookie never holds the code");
     assert!(!r.text.contains(&code), "nor does the answer");
@@ -462,10 +527,16 @@ async fn from_username_to_a_single_use_dialin_code() {
     let second = r.json()["dialin"]["code"].as_str().unwrap().to_string();
     assert_ne!(second, dialin_code);
 
-    // The IVR's side: single use, bound to Alice and the conference.
+    // The IVR's side: the second code replaced the first (one live code
+    // per participant and conference); it admits once, bound to Alice and
+    // the conference.
     let verify = pb.verify();
+    assert!(
+        verify.redeem_dialin(dialin_code).await.unwrap().is_none(),
+        "replaced by the second"
+    );
     let (redeemed, who) = verify
-        .redeem_dialin(dialin_code.clone())
+        .redeem_dialin(second.clone())
         .await
         .unwrap()
         .expect("the code admits once");
@@ -473,8 +544,7 @@ async fn from_username_to_a_single_use_dialin_code() {
         (redeemed.conference.as_str(), who.username.as_str()),
         ("board", "alice")
     );
-    assert!(verify.redeem_dialin(dialin_code).await.unwrap().is_none());
-    assert!(verify.redeem_dialin(second).await.unwrap().is_some());
+    assert!(verify.redeem_dialin(second).await.unwrap().is_none());
 
     // Start over.
     let r = b.post("/join/api/reset", json!({})).await;
@@ -521,7 +591,7 @@ async fn several_conferences_the_page_and_its_headers() {
 
     b.post("/join/api/start", json!({ "username": "bob" }))
         .await;
-    let code = pb.gateway.code_for(BOB);
+    let code = pb.gateway.code_for(BOB).await;
     let r = b.post("/join/api/check", json!({ "code": code })).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();
@@ -557,7 +627,7 @@ async fn several_conferences_the_page_and_its_headers() {
     let mut c = pb.browser();
     c.post("/join/api/start", json!({ "username": "carol" }))
         .await;
-    let code = pb.gateway.code_for("+12015550125");
+    let code = pb.gateway.code_for("+12015550125").await;
     let r = c.post("/join/api/check", json!({ "code": code })).await;
     assert_eq!((r.status, r.error_code().as_str()), (403, "no_conference"));
     pb.stop().await;
@@ -569,7 +639,7 @@ async fn wrong_codes_count_down_then_end_the_session() {
     let mut b = pb.browser();
     b.post("/join/api/start", json!({ "username": "alice" }))
         .await;
-    let code = pb.gateway.code_for(ALICE);
+    let code = pb.gateway.code_for(ALICE).await;
     let wrong = other_code(&code);
 
     // Not a code at all: said so, and no attempt spent.
@@ -608,9 +678,10 @@ async fn wrong_codes_count_down_then_end_the_session() {
         (403, "too_many_attempts")
     );
     // Spaces typed in the code are fine: a new code, "123 456" style.
+    let seen = pb.gateway.count_for(ALICE);
     b.post("/join/api/start", json!({ "username": "alice" }))
         .await;
-    let code = pb.gateway.code_for(ALICE);
+    let code = pb.gateway.code_after(ALICE, seen).await;
     let spaced = format!("{} {}", &code[..3], &code[3..]);
     let r = b.post("/join/api/check", json!({ "code": spaced })).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -624,7 +695,7 @@ async fn expired_codes_and_sessions() {
     let mut b = pb.browser();
     b.post("/join/api/start", json!({ "username": "alice" }))
         .await;
-    let code = pb.gateway.code_for(ALICE);
+    let code = pb.gateway.code_for(ALICE).await;
     clock.advance_ms(10 * 60 * 1000);
     let r = b.post("/join/api/check", json!({ "code": code })).await;
     assert_eq!((r.status, r.error_code().as_str()), (410, "code_expired"));
@@ -635,9 +706,10 @@ async fn expired_codes_and_sessions() {
     assert!(r.set_cookie().unwrap().contains("Max-Age=0"));
 
     // A verified session lasts as long as a code would (10 minutes).
+    let seen = pb.gateway.count_for(ALICE);
     b.post("/join/api/start", json!({ "username": "alice" }))
         .await;
-    let code = pb.gateway.code_for(ALICE);
+    let code = pb.gateway.code_after(ALICE, seen).await;
     let r = b.post("/join/api/check", json!({ "code": code })).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let dialin = r.json()["dialin"]["code"].as_str().unwrap().to_string();
@@ -683,7 +755,7 @@ async fn missing_tampered_and_forged_cookies_are_refused() {
 
     b.post("/join/api/start", json!({ "username": "alice" }))
         .await;
-    let code = pb.gateway.code_for(ALICE);
+    let code = pb.gateway.code_for(ALICE).await;
     let genuine = b.cookie.clone().unwrap();
     let value = genuine
         .strip_prefix(&format!("{COOKIE}="))
@@ -857,21 +929,127 @@ async fn bodies_content_types_and_cross_site_requests() {
     pb.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_usernames_send_limits_and_delivery_failures() {
-    let pb = Pinbridge::start("limits", Arc::new(ManualClock::new(T0))).await;
-    let mut b = pb.browser();
+/// A start's answer with the parts that must differ between any two
+/// sessions (the verification id and the MAC) blanked: what an observer
+/// could compare.
+fn observable(r: &Reply) -> (u16, String, String) {
+    let cookie = r.set_cookie().unwrap_or("").to_string();
+    let (pair, attrs) = cookie.split_once(';').unwrap_or((&cookie, ""));
+    let value = pair.strip_prefix(&format!("{COOKIE}=")).unwrap_or(pair);
+    let parts: Vec<&str> = value.split('.').collect();
+    let shape = match parts.as_slice() {
+        [v, stage, pid, vid, exp, mac] => {
+            assert!(vid.starts_with("VE") && vid.len() == 34, "{vid}");
+            assert_eq!(mac.len(), 64);
+            format!("{v}.{stage}.{pid}.<id>.{exp}.<mac>;{attrs}")
+        }
+        _ => format!("{value};{attrs}"),
+    };
+    (r.status, r.text.clone(), shape)
+}
 
-    for name in ["nobody", "not a username!", "x".repeat(64).as_str()] {
+#[tokio::test]
+async fn known_and_unknown_usernames_get_the_same_answers() {
+    let pb = Pinbridge::start("same", Arc::new(ManualClock::new(T0))).await;
+
+    // A participant and a name nobody has: the same status, body and
+    // cookie (but for its id and MAC); only the participant gets a code.
+    let mut known = pb.browser();
+    let mut unknown = pb.browser();
+    let a = known
+        .post("/join/api/start", json!({ "username": "alice" }))
+        .await;
+    let n = unknown
+        .post("/join/api/start", json!({ "username": "nobody" }))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(observable(&a), observable(&n));
+    assert!(
+        observable(&a).2.starts_with("1.c.0.<id>."),
+        "{:?}",
+        observable(&a)
+    );
+    let code = pb.gateway.code_for(ALICE).await;
+    assert_eq!(pb.gateway.count(), 1, "nothing was sent for `nobody`");
+
+    // Wrong codes count down alike, to the same end.
+    let wrong = other_code(&code);
+    for _ in 0..5 {
+        let a = known
+            .post("/join/api/check", json!({ "code": wrong }))
+            .await;
+        let n = unknown
+            .post("/join/api/check", json!({ "code": wrong }))
+            .await;
+        assert_eq!((a.status, &a.text), (n.status, &n.text));
+        assert_eq!(a.set_cookie(), n.set_cookie());
+    }
+    assert_eq!(known.cookie, None, "too_many_attempts ends both sessions");
+    assert_eq!(unknown.cookie, None);
+
+    // Asked again and again: the same pending verification each time (the
+    // participant's code re-sent), then the same send limit.
+    let mut last = (None, None);
+    for n in 1..=5 {
+        let a = known
+            .post("/join/api/start", json!({ "username": "bob" }))
+            .await;
+        let u = unknown
+            .post("/join/api/start", json!({ "username": "nobody-else" }))
+            .await;
+        assert_eq!(observable(&a), observable(&u), "start {n}");
+        let id = |b: &Browser| {
+            b.cookie
+                .clone()
+                .map(|c| c.split('.').nth(3).map(str::to_string))
+        };
+        if n > 1 {
+            assert_eq!(id(&known), last.0, "the same verification");
+            assert_eq!(id(&unknown), last.1, "the same decoy");
+        }
+        last = (id(&known), id(&unknown));
+    }
+    let a = known
+        .post("/join/api/start", json!({ "username": "bob" }))
+        .await;
+    let u = unknown
+        .post("/join/api/start", json!({ "username": "nobody-else" }))
+        .await;
+    assert_eq!((a.status, a.error_code().as_str()), (429, "too_many_sends"));
+    assert_eq!(observable(&a), observable(&u));
+    assert_eq!(a.header("retry-after"), Some("3600"));
+    assert_eq!(a.json()["error"]["code_pending"], true);
+    assert_eq!(
+        a.message(),
+        "Too many codes were asked for with this username. Try again in 1 hour. If you already have a code, you can enter it now."
+    );
+    assert!(!a.text.contains("24"), "nothing of the phone: {}", a.text);
+    // The participant's pending code still works through that answer.
+    let code = pb.gateway.code_for(BOB).await;
+    let r = known.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // A participant whose code cannot be delivered: the same answer too
+    // (the failure is the server log's business, not the page's).
+    pb.gateway.fail(DAVE);
+    let mut d = pb.browser();
+    let mut x = pb.browser();
+    let r = d
+        .post("/join/api/start", json!({ "username": "dave" }))
+        .await;
+    let u = x
+        .post("/join/api/start", json!({ "username": "nobody-at-all" }))
+        .await;
+    assert_eq!(observable(&r), observable(&u));
+
+    // What is not a username at all is said so: a rule, not a secret.
+    let mut b = pb.browser();
+    for name in ["not a username!", "-dash-first", &"x".repeat(65)] {
         let r = b.post("/join/api/start", json!({ "username": name })).await;
         assert_eq!(
             (r.status, r.error_code().as_str()),
-            (404, "unknown_username"),
+            (422, "invalid_username"),
             "{name}"
-        );
-        assert_eq!(
-            r.message(),
-            "There is no participant with that username. Check the spelling, or ask the organizer to add you."
         );
         assert!(r.set_cookie().is_none());
     }
@@ -880,50 +1058,79 @@ async fn unknown_usernames_send_limits_and_delivery_failures() {
         (r.status, r.error_code().as_str()),
         (422, "username_required")
     );
+    pb.stop().await;
+}
 
-    // Delivery fails: said plainly, with nothing of the gateway's answer.
-    pb.gateway.fail(DAVE);
-    let r = b
-        .post("/join/api/start", json!({ "username": "dave" }))
-        .await;
-    assert_eq!(
-        (r.status, r.error_code().as_str()),
-        (502, "delivery_failed")
-    );
-    assert_eq!(
-        r.message(),
-        "The code could not be sent. Try again in a few minutes, or contact the organizer."
-    );
-    for leak in ["127.0.0.1", "400", "webhook", "VE"] {
-        assert!(!r.text.contains(leak), "`{leak}` in {}", r.text);
-    }
-    assert!(r.set_cookie().is_none());
-
-    // Five sends an hour to one phone (the same pending code, re-sent)...
-    for n in 1..=5 {
-        let r = b
-            .post("/join/api/start", json!({ "username": "alice" }))
-            .await;
-        assert_eq!(r.status, 200, "send {n}: {}", r.text);
-    }
-    let code = pb.gateway.code_for(ALICE);
-    // ...then the limit, with the wait, and the pending code still usable.
-    let mut other = pb.browser();
-    let r = other
-        .post("/join/api/start", json!({ "username": "alice" }))
-        .await;
-    assert_eq!((r.status, r.error_code().as_str()), (429, "too_many_sends"));
-    assert_eq!(r.header("retry-after"), Some("3600"));
-    let e = r.json()["error"].clone();
-    assert_eq!(e["retry_after"], 3600);
-    assert_eq!(e["code_pending"], true);
-    assert_eq!(e["to"], "**********23");
-    assert_eq!(
-        r.message(),
-        "Too many codes were sent to your phone. Try again in 1 hour. If you already have a code, you can enter it now."
-    );
-    let r = other.post("/join/api/check", json!({ "code": code })).await;
+#[tokio::test]
+async fn the_answer_does_not_wait_for_the_delivery() {
+    let pb = Pinbridge::start("detached", Arc::new(ManualClock::new(T0))).await;
+    // The SMS gateway takes the request and sits on it.
+    pb.gateway.hold();
+    let mut b = pb.browser();
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        b.post("/join/api/start", json!({ "username": "alice" })),
+    )
+    .await
+    .expect("an answer");
     assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        pb.gateway.count(),
+        0,
+        "answered before the delivery completed"
+    );
+    // The delivery goes on in the background and completes.
+    pb.gateway.release();
+    let code = pb.gateway.code_for(ALICE).await;
+    assert!(pb.gateway.arrived() >= 1);
+    let r = b.post("/join/api/check", json!({ "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    pb.stop().await;
+}
+
+#[tokio::test]
+async fn the_join_api_is_rate_limited_per_client_address() {
+    // Three join API requests at once, then one a minute; the rest of the
+    // server has its own, roomier limit.
+    let pb = Pinbridge::start_limited(
+        "ratelimit",
+        Arc::new(ManualClock::new(T0)),
+        true,
+        "join_rate_limit_per_minute = 1\njoin_rate_limit_burst = 3",
+    )
+    .await;
+    let mut b = pb.browser();
+    for name in ["alice", "nobody", "bob"] {
+        let r = b.post("/join/api/start", json!({ "username": name })).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text);
+    }
+    let r = b
+        .post("/join/api/start", json!({ "username": "carol" }))
+        .await;
+    assert_eq!((r.status, r.error_code().as_str()), (429, "rate_limited"));
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(r.json()["error"]["retry_after"], retry);
+    assert!(r
+        .message()
+        .starts_with("Too many requests from your address. Try again in "));
+    // The page itself still loads.
+    assert_eq!(b.get("/").await.status, 200);
+    // Another address has its own allowance.
+    let body = json!({ "username": "carol" }).to_string();
+    let req = format!(
+        "POST /join/api/start HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        pb.http,
+        body.len()
+    );
+    let r = common::http::exchange_from(
+        "127.0.0.2".parse().unwrap(),
+        pb.http,
+        req.as_bytes(),
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     pb.stop().await;
 }
 
@@ -1283,23 +1490,32 @@ async fn headless_chromium_from_username_to_an_admitted_call() {
     wd.goto(&format!("http://{}/", pb.http)).await;
     wd.wait_shown("step-username").await;
 
-    // A mistyped username is said plainly.
+    // A mistyped username looks like any other (the page does not say
+    // which names exist); "Use another username" goes back.
     wd.type_into("#username", "bobb").await;
     wd.click("#send").await;
-    wd.wait_error("no participant with that username").await;
+    wd.wait_shown("step-code").await;
+    let sent = wd.text("#sent-to").await;
+    assert!(
+        sent.starts_with("If bobb is a participant, a code is on its way"),
+        "{sent}"
+    );
+    wd.click("#restart").await;
+    wd.wait_shown("step-username").await;
 
     wd.type_into("#username", "bob").await;
     wd.click("#send").await;
     wd.wait_shown("step-code").await;
     let sent = wd.text("#sent-to").await;
-    assert!(sent.contains("A code was sent to **********24."), "{sent}");
+    assert!(sent.starts_with("If bob is a participant"), "{sent}");
+    assert!(sent.contains("valid for 10 minutes"), "{sent}");
     assert_eq!(
         wd.js("return document.cookie;").await,
         "",
         "the session cookie is HttpOnly"
     );
 
-    let otp = pb.gateway.code_for(BOB);
+    let otp = pb.gateway.code_for(BOB).await;
     wd.type_into("#code", &other_code(&otp)).await;
     wd.click("#verify").await;
     let err = wd.wait_error("not correct").await;

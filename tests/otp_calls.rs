@@ -309,6 +309,7 @@ async fn trunk_server(dir: &TempDir, channel: ChannelKind) -> (TestUa, TestServe
             from_user: "+15550001111".into(),
             register: false,
             register_expires: 600,
+            realm: None,
         });
         c.otp.verify.channels = vec![channel];
         c.otp.participants = vec![alice(vec![channel], false)];

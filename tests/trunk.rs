@@ -35,6 +35,7 @@ fn trunk_settings(proxy: SocketAddr, transport: TrunkTransport, register: bool) 
         from_user: "+15550001111".into(),
         register,
         register_expires: 600,
+        realm: None,
     }
 }
 
@@ -398,6 +399,113 @@ async fn message_through_the_trunk_with_a_401_challenge() {
         .expect("an outcome");
     assert!(outcome.delivered(), "{outcome:?}");
     assert_eq!(outcome.status, 200);
+    server.stop().await;
+}
+
+/// Sends a MESSAGE through pinbridge's trunk and answers its first copy
+/// with a 401 carrying `challenge`. Returns the retry, if pinbridge sent
+/// one, and the outcome once known.
+async fn challenged_message(
+    trunk: &mut TestUa,
+    sip: &SipHandle,
+    challenge: &str,
+) -> (Option<Msg>, pinbridge::server::trunk::MessageOutcome) {
+    let sip = sip.clone();
+    let mut sending = tokio::spawn(async move {
+        sip.send_message(
+            "+15551234567",
+            "text/plain;charset=UTF-8",
+            Bytes::from_static(b"Your pinbridge code is 424242"),
+        )
+        .await
+    });
+    let m1 = expect_request(trunk, "MESSAGE").await;
+    trunk
+        .send_raw(
+            &response(
+                &m1,
+                401,
+                "Unauthorized",
+                "m",
+                &[("WWW-Authenticate", challenge.to_string())],
+            )
+            .build(),
+        )
+        .await
+        .unwrap();
+    // Either pinbridge retries with credentials (answered 200 here), or it
+    // gives up and the outcome is the 401.
+    let retry = tokio::select! {
+        done = &mut sending => {
+            let outcome = done.unwrap().expect("an outcome");
+            return (None, outcome);
+        }
+        m = expect_request(trunk, "MESSAGE") => m,
+    };
+    trunk
+        .send_raw(&response(&retry, 200, "OK", "m", &[]).build())
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(WAIT, sending)
+        .await
+        .expect("outcome in time")
+        .unwrap()
+        .expect("an outcome");
+    (Some(retry), outcome)
+}
+
+#[tokio::test]
+async fn trunk_digest_answers_only_its_realm_and_refuses_a_downgrade() {
+    let mut trunk = TestUa::udp("127.0.0.1:9".parse().unwrap())
+        .await
+        .expect("trunk socket");
+    let at = trunk.local_addr();
+    let server = TestServer::start_with(|c| {
+        let mut t = trunk_settings(at, TrunkTransport::Udp, false);
+        t.realm = Some(DOMAIN.into());
+        c.otp.trunk = Some(t);
+    })
+    .await;
+    trunk.set_server(server.sip);
+    let sip = server.sip_handle();
+
+    // A challenge for another realm: the password is not used for it.
+    let (retry, outcome) = challenged_message(
+        &mut trunk,
+        &sip,
+        "Digest realm=\"elsewhere.example\", nonce=\"n0\", qop=\"auth\", algorithm=SHA-256",
+    )
+    .await;
+    assert!(retry.is_none(), "answered a foreign realm: {retry:?}");
+    assert_eq!(outcome.status, 401);
+    assert!(outcome.reason.contains("realm"), "{}", outcome.reason);
+
+    // Its own realm with SHA-256: answered.
+    let (retry, outcome) = challenged_message(
+        &mut trunk,
+        &sip,
+        "Digest realm=\"trunk.test\", nonce=\"n1\", qop=\"auth\", algorithm=SHA-256",
+    )
+    .await;
+    let retry = retry.expect("a retry with credentials");
+    verify_digest(
+        retry.header("Authorization").unwrap(),
+        "MESSAGE",
+        "SHA-256",
+        "n1",
+    );
+    assert!(outcome.delivered(), "{outcome:?}");
+
+    // Then MD5 only, from the same trunk: a downgrade, refused.
+    let (retry, outcome) = challenged_message(
+        &mut trunk,
+        &sip,
+        "Digest realm=\"trunk.test\", nonce=\"n2\", qop=\"auth\", algorithm=MD5",
+    )
+    .await;
+    assert!(retry.is_none(), "answered MD5 after SHA-256: {retry:?}");
+    assert_eq!(outcome.status, 401);
+    assert!(outcome.reason.contains("downgrade"), "{}", outcome.reason);
     server.stop().await;
 }
 

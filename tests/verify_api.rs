@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use pinbridge::config::otp::{ChannelKind, HttpSettings};
+use pinbridge::config::otp::{ChannelKind, HttpLimits, HttpSettings};
 use pinbridge::http::{router, ApiState, HttpServer, ROUTES};
 use pinbridge::store::{Store, StoreHandle};
 use pinbridge::verify::clock::ManualClock;
@@ -47,6 +47,10 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Path, clock: ManualClock) -> Server {
+        Self::start_with(dir, clock, HttpLimits::default()).await
+    }
+
+    async fn start_with(dir: &Path, clock: ManualClock, limits: HttpLimits) -> Server {
         let sender = Arc::new(RecordingSender::new());
         let store = StoreHandle::spawn(Store::open(&dir.join("pinbridge.db")).unwrap()).unwrap();
         let key = load_or_create_key(&dir.join("pinbridge.key")).unwrap();
@@ -70,11 +74,16 @@ impl Server {
             join_page: false,
             dialin_code_ttl: Duration::from_secs(300),
             cookie_key_file: dir.join("cookie.key"),
+            limits,
         };
         let state = ApiState::new(service, &settings, vec!["board".into(), "sales".into()]);
-        let server = HttpServer::bind(settings.listen, router(state, settings.max_body_bytes))
-            .await
-            .unwrap();
+        let server = HttpServer::bind(
+            settings.listen,
+            router(state, settings.max_body_bytes),
+            settings.limits.clone(),
+        )
+        .await
+        .unwrap();
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
@@ -737,4 +746,333 @@ async fn participants_crud_and_verification_by_participant() {
         .await;
     assert_eq!(r.status, 404);
     srv.shutdown().await;
+}
+
+// ----------------------------------------------------------------------
+// The server's own defences: slow clients, connection caps, request rates.
+
+const OTHER_CLIENT: &str = "127.0.0.2";
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+/// A GET of the participant list with the key, as bytes.
+fn list_request(addr: SocketAddr) -> String {
+    format!(
+        "GET /v1/participants HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// A client that sends its request head one byte every 100 ms (a long
+/// header that never ends) until the server closes the connection.
+/// Returns how long the connection lived, or None if it outlived `give_up`.
+async fn slowloris(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    give_up: Duration,
+) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = common::http::connect_from(source, addr).await;
+    let started = std::time::Instant::now();
+    let (mut rd, mut wr) = s.into_split();
+    let head = format!("GET /v1/participants HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ");
+    let writer = async move {
+        let bytes = head.into_bytes().into_iter().chain(std::iter::repeat(b'a'));
+        for b in bytes {
+            if wr.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let closed = async move {
+        let mut buf = [0u8; 256];
+        // EOF or reset: closed either way.
+        while let Ok(n) = rd.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = writer => None,
+        () = closed => Some(started.elapsed()),
+        () = tokio::time::sleep(give_up) => None,
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_are_closed_and_other_clients_still_served() {
+    let dir = temp_dir("slowloris");
+    let header_timeout = Duration::from_secs(3);
+    let srv = Server::start_with(
+        &dir,
+        ManualClock::new(T0),
+        HttpLimits {
+            header_timeout,
+            max_connections: 64,
+            max_connections_per_address: 10,
+            rate: None,
+            join_rate: None,
+            ..HttpLimits::default()
+        },
+    )
+    .await;
+    let addr = srv.addr;
+
+    // Ten connections from one address, each trickling its headers.
+    let slow: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(slowloris(ip("127.0.0.1"), addr, Duration::from_secs(60))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // An eleventh from that address is over its cap: closed, unanswered,
+    // even with a complete request.
+    let mut s = common::http::connect_from(ip("127.0.0.1"), addr).await;
+    use tokio::io::AsyncWriteExt;
+    let _ = s.write_all(list_request(addr).as_bytes()).await;
+    let got = common::http::read_until_closed(&mut s, Duration::from_secs(20))
+        .await
+        .expect("the connection over the cap is closed");
+    assert!(
+        got.is_empty(),
+        "no answer over the cap: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // Meanwhile another client is served as usual.
+    let r = common::http::exchange_from(
+        ip(OTHER_CLIENT),
+        addr,
+        list_request(addr).as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A connection that says nothing at all is closed just the same.
+    let mut silent = common::http::connect_from(ip("127.0.0.3"), addr).await;
+    let started = std::time::Instant::now();
+    let got = common::http::read_until_closed(&mut silent, Duration::from_secs(60))
+        .await
+        .expect("a silent connection is closed within a minute");
+    assert!(got.is_empty());
+    assert!(started.elapsed() >= header_timeout - Duration::from_millis(500));
+
+    // Each slow connection is closed once its headers are overdue (not
+    // before: the timeout is a lower bound, a loaded machine only delays).
+    for t in slow {
+        let lived = t
+            .await
+            .unwrap()
+            .expect("a slow client is closed within a minute");
+        assert!(
+            lived >= header_timeout - Duration::from_millis(500),
+            "closed after {lived:?}, before the header timeout"
+        );
+    }
+    // Their places are free again.
+    let mut served = None;
+    for _ in 0..50 {
+        let mut s = common::http::connect_from(ip("127.0.0.1"), addr).await;
+        let _ = s.write_all(list_request(addr).as_bytes()).await;
+        let got = common::http::read_until_closed(&mut s, Duration::from_secs(10))
+            .await
+            .unwrap_or_default();
+        if !got.is_empty() {
+            served = Some(common::http::parse(got));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.map(|r| r.status), Some(200));
+    srv.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn connections_over_the_total_cap_are_closed() {
+    let dir = temp_dir("conncap");
+    let srv = Server::start_with(
+        &dir,
+        ManualClock::new(T0),
+        HttpLimits {
+            header_timeout: Duration::from_secs(60),
+            max_connections: 4,
+            max_connections_per_address: 4,
+            rate: None,
+            join_rate: None,
+            ..HttpLimits::default()
+        },
+    )
+    .await;
+    let addr = srv.addr;
+    use tokio::io::AsyncWriteExt;
+    // Four idle connections fill the server.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(common::http::connect_from(ip("127.0.0.1"), addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Anyone else is turned away.
+    let mut s = common::http::connect_from(ip(OTHER_CLIENT), addr).await;
+    let _ = s.write_all(list_request(addr).as_bytes()).await;
+    let got = common::http::read_until_closed(&mut s, Duration::from_secs(20))
+        .await
+        .expect("closed at once");
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    // When they go, there is room again.
+    drop(idle);
+    let mut served = None;
+    for _ in 0..50 {
+        let mut s = common::http::connect_from(ip(OTHER_CLIENT), addr).await;
+        let _ = s.write_all(list_request(addr).as_bytes()).await;
+        let got = common::http::read_until_closed(&mut s, Duration::from_secs(10))
+            .await
+            .unwrap_or_default();
+        if !got.is_empty() {
+            served = Some(common::http::parse(got));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.map(|r| r.status), Some(200));
+    srv.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = temp_dir("trickle");
+    let srv = Server::start_with(
+        &dir,
+        ManualClock::new(T0),
+        HttpLimits {
+            body_timeout: Duration::from_secs(1),
+            rate: None,
+            join_rate: None,
+            ..HttpLimits::default()
+        },
+    )
+    .await;
+    let addr = srv.addr;
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    // Headers at once (keep-alive: the server decides to close), then a
+    // 1000-byte body one byte every 100 ms.
+    let head = format!(
+        "POST /v1/verifications HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if wr.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut buf))
+        .await
+        .expect("answered and closed long before the body would be complete")
+        .unwrap();
+    trickle.abort();
+    let r = common::http::parse(buf);
+    assert_eq!(r.status, 408, "{}", r.body);
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], "request_timeout");
+    assert!(r
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v == "close"));
+    assert!(srv.sender.sent().is_empty());
+    srv.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn requests_over_the_rate_limit_get_429_per_client_address() {
+    let dir = temp_dir("ratelimit");
+    // Five at once, then one a minute: no refill during the test.
+    let limits = HttpLimits {
+        rate: Some(pinbridge::config::otp::RateLimit {
+            per_minute: 1,
+            burst: 5,
+        }),
+        ..HttpLimits::default()
+    };
+    let srv = Server::start_with(&dir, ManualClock::new(T0), limits.clone()).await;
+    let addr = srv.addr;
+    let from = |source: &'static str| {
+        let req = list_request(addr);
+        async move {
+            common::http::exchange_from(ip(source), addr, req.as_bytes(), Duration::from_secs(10))
+                .await
+        }
+    };
+    for n in 1..=5 {
+        assert_eq!(from("127.0.0.1").await.status, 200, "request {n}");
+    }
+    let r = from("127.0.0.1").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let retry: u64 = r
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(body["error"]["retry_after"], retry);
+    // Unauthenticated requests are counted too (no free key guessing)...
+    let r = common::http::exchange_from(
+        ip("127.0.0.1"),
+        addr,
+        format!("GET /v1/participants HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(r.status, 429);
+    // ...and another client address has its own bucket.
+    assert_eq!(from(OTHER_CLIENT).await.status, 200);
+    srv.shutdown().await;
+
+    // Behind a trusted reverse proxy, the client is the one it names.
+    let srv = Server::start_with(
+        &dir,
+        ManualClock::new(T0),
+        HttpLimits {
+            trusted_proxies: vec![ip("127.0.0.1")],
+            ..limits
+        },
+    )
+    .await;
+    let addr = srv.addr;
+    let via = |source: &'static str, client: &'static str| {
+        let req = format!(
+            "GET /v1/participants HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\nX-Forwarded-For: {client}\r\nConnection: close\r\n\r\n"
+        );
+        async move {
+            common::http::exchange_from(ip(source), addr, req.as_bytes(), Duration::from_secs(10))
+                .await
+                .status
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(via("127.0.0.1", "203.0.113.1").await, 200);
+    }
+    assert_eq!(via("127.0.0.1", "203.0.113.1").await, 429);
+    assert_eq!(via("127.0.0.1", "203.0.113.2").await, 200, "another client");
+    // From an address that is not a trusted proxy the header means nothing.
+    for _ in 0..5 {
+        assert_eq!(via(OTHER_CLIENT, "203.0.113.3").await, 200);
+    }
+    assert_eq!(via(OTHER_CLIENT, "203.0.113.4").await, 429);
+    srv.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -125,6 +125,62 @@ pub struct HttpSettings {
     pub dialin_code_ttl: Duration,
     /// Key for signing session cookies (created, mode 0600, on first start).
     pub cookie_key_file: PathBuf,
+    /// What clients may take of the server (slow clients, connections,
+    /// request rates).
+    pub limits: HttpLimits,
+}
+
+/// A token bucket's size: `burst` requests at once, refilled at
+/// `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// The HTTP server's defences against clients that hold connections open
+/// (slowloris) or send too many requests. A "client address" is an IPv4
+/// address or an IPv6 /64 (one subscriber's network), taken from
+/// X-Forwarded-For only when the connection comes from `trusted_proxies`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// To receive a request's headers; also the longest a kept-alive
+    /// connection may sit idle before its next request.
+    pub header_timeout: Duration,
+    /// To receive a request's body once its headers are in.
+    pub body_timeout: Duration,
+    /// Open connections in all; more are closed at once.
+    pub max_connections: usize,
+    /// Open connections per client address (trusted proxies are exempt).
+    pub max_connections_per_address: usize,
+    /// Requests per client address, on every route (None: unlimited).
+    pub rate: Option<RateLimit>,
+    /// Requests per client address to the join page's API, on top of
+    /// `rate` (None: unlimited).
+    pub join_rate: Option<RateLimit>,
+    /// Reverse proxies whose X-Forwarded-For names the client.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for HttpLimits {
+    /// The configuration's defaults.
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            max_connections_per_address: 32,
+            rate: Some(RateLimit {
+                per_minute: 300,
+                burst: 100,
+            }),
+            join_rate: Some(RateLimit {
+                per_minute: 10,
+                burst: 20,
+            }),
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -209,6 +265,8 @@ pub struct TrunkSettings {
     pub from_user: String,
     pub register: bool,
     pub register_expires: u32,
+    /// Answer digest challenges only for this realm (None: any realm).
+    pub realm: Option<String>,
 }
 
 impl std::fmt::Debug for TrunkSettings {
@@ -222,6 +280,7 @@ impl std::fmt::Debug for TrunkSettings {
             .field("from_user", &self.from_user)
             .field("register", &self.register)
             .field("register_expires", &self.register_expires)
+            .field("realm", &self.realm)
             .finish()
     }
 }
@@ -330,6 +389,49 @@ pub(super) struct RawHttp {
     dialin_code_ttl_secs: i64,
     #[serde(default = "cookie_key")]
     cookie_key_file: String,
+    #[serde(default = "ten")]
+    header_timeout_secs: i64,
+    #[serde(default = "ten")]
+    body_timeout_secs: i64,
+    #[serde(default = "max_connections")]
+    max_connections: i64,
+    #[serde(default = "max_connections_per_address")]
+    max_connections_per_address: i64,
+    #[serde(default = "rate_limit_per_minute")]
+    rate_limit_per_minute: i64,
+    #[serde(default = "rate_limit_burst")]
+    rate_limit_burst: i64,
+    #[serde(default = "join_rate_limit_per_minute")]
+    join_rate_limit_per_minute: i64,
+    #[serde(default = "join_rate_limit_burst")]
+    join_rate_limit_burst: i64,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+fn max_connections() -> i64 {
+    HttpLimits::default().max_connections as i64
+}
+fn max_connections_per_address() -> i64 {
+    HttpLimits::default().max_connections_per_address as i64
+}
+fn rate_limit_per_minute() -> i64 {
+    HttpLimits::default()
+        .rate
+        .map_or(0, |r| i64::from(r.per_minute))
+}
+fn rate_limit_burst() -> i64 {
+    HttpLimits::default().rate.map_or(0, |r| i64::from(r.burst))
+}
+fn join_rate_limit_per_minute() -> i64 {
+    HttpLimits::default()
+        .join_rate
+        .map_or(0, |r| i64::from(r.per_minute))
+}
+fn join_rate_limit_burst() -> i64 {
+    HttpLimits::default()
+        .join_rate
+        .map_or(0, |r| i64::from(r.burst))
 }
 
 fn default_body() -> i64 {
@@ -421,6 +523,8 @@ pub(super) struct RawTrunk {
     register: bool,
     #[serde(default = "hour")]
     register_expires: i64,
+    #[serde(default)]
+    realm: Option<String>,
 }
 
 fn udp() -> String {
@@ -617,6 +721,7 @@ pub(super) fn validate(
                     &k("http", "dialin_code_ttl_secs"),
                 )? as u64),
                 cookie_key_file: ctx.path(&h.cookie_key_file),
+                limits: http_limits(ctx, h)?,
             })
         }
     };
@@ -722,6 +827,20 @@ pub(super) fn validate(
             if t.username.is_some() != t.password.is_some() {
                 return Err(ctx.err(&at("password"), "username and password go together".into()));
             }
+            if let Some(r) = &t.realm {
+                if r.is_empty() || r.chars().any(|c| c.is_control() || c == '"') {
+                    return Err(ctx.err(
+                        &at("realm"),
+                        "must be a non-empty realm as the trunk writes it, without quotes or control characters".into(),
+                    ));
+                }
+                if t.username.is_none() {
+                    return Err(ctx.err(
+                        &at("realm"),
+                        "only means something with username and password".into(),
+                    ));
+                }
+            }
             Some(TrunkSettings {
                 proxy: if t.proxy.contains(':') && !t.proxy.ends_with(']') {
                     t.proxy.clone()
@@ -736,6 +855,7 @@ pub(super) fn validate(
                 register: t.register,
                 register_expires: range(t.register_expires, 60, 86_400, &at("register_expires"))?
                     as u32,
+                realm: t.realm.clone(),
             })
         }
     };
@@ -880,6 +1000,71 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
+/// `[http]`'s limits. A rate of 0 per minute turns that limit off.
+fn http_limits(ctx: &Ctx<'_>, h: &RawHttp) -> Result<HttpLimits, ConfigError> {
+    let at = |key: &'static str| [Seg::Key("http"), Seg::Key(key)];
+    let range = |v: i64, lo: i64, hi: i64, path: &[Seg<'_>]| -> Result<i64, ConfigError> {
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ctx.err(path, format!("must be between {lo} and {hi}, got {v}")))
+        }
+    };
+    let secs = |v: i64, key: &'static str| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(range(v, 1, 300, &at(key))? as u64))
+    };
+    let rate = |per_minute: i64,
+                burst: i64,
+                keys: (&'static str, &'static str)|
+     -> Result<Option<RateLimit>, ConfigError> {
+        let per_minute = range(per_minute, 0, 1_000_000, &at(keys.0))?;
+        let burst = range(burst, 1, 1_000_000, &at(keys.1))?;
+        Ok((per_minute > 0).then_some(RateLimit {
+            per_minute: per_minute as u32,
+            burst: burst as u32,
+        }))
+    };
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in h.trusted_proxies.iter().enumerate() {
+        trusted_proxies.push(p.parse::<IpAddr>().map_err(|_| {
+            ctx.err(
+                &[Seg::Key("http"), Seg::Key("trusted_proxies"), Seg::Index(i)],
+                format!("`{p}` is not an IP address"),
+            )
+        })?);
+    }
+    let max_connections = range(h.max_connections, 1, 1_000_000, &at("max_connections"))?;
+    let per_address = range(
+        h.max_connections_per_address,
+        1,
+        1_000_000,
+        &at("max_connections_per_address"),
+    )?;
+    if per_address > max_connections {
+        return Err(ctx.err(
+            &at("max_connections_per_address"),
+            format!("must not be more than max_connections ({max_connections}), got {per_address}"),
+        ));
+    }
+    Ok(HttpLimits {
+        header_timeout: secs(h.header_timeout_secs, "header_timeout_secs")?,
+        body_timeout: secs(h.body_timeout_secs, "body_timeout_secs")?,
+        max_connections: max_connections as usize,
+        max_connections_per_address: per_address as usize,
+        rate: rate(
+            h.rate_limit_per_minute,
+            h.rate_limit_burst,
+            ("rate_limit_per_minute", "rate_limit_burst"),
+        )?,
+        join_rate: rate(
+            h.join_rate_limit_per_minute,
+            h.join_rate_limit_burst,
+            ("join_rate_limit_per_minute", "join_rate_limit_burst"),
+        )?,
+        trusted_proxies,
+    })
+}
+
 fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 {
         return None;
@@ -1007,6 +1192,91 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("accepted ca_file without TLS"));
         assert_eq!(e.key, "delivery.email.ca_file");
+    }
+
+    #[test]
+    fn http_limits() {
+        let http = |extra: &str| {
+            parse_at_etc(&format!(
+                "[http]\nlisten = \"127.0.0.1:8080\"\n{extra}{CONF}"
+            ))
+        };
+        let limits = |c: Result<crate::config::Config, ConfigError>| {
+            c.map(|c| c.otp.http.map(|h| h.limits))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("no [http]"))
+        };
+        assert_eq!(limits(http("")), HttpLimits::default());
+        let l = limits(http(
+            "header_timeout_secs = 3\nbody_timeout_secs = 4\nmax_connections = 100\n\
+             max_connections_per_address = 5\nrate_limit_per_minute = 0\n\
+             join_rate_limit_per_minute = 6\njoin_rate_limit_burst = 2\n\
+             trusted_proxies = [\"127.0.0.1\", \"::1\"]\n",
+        ));
+        assert_eq!(
+            l,
+            HttpLimits {
+                header_timeout: Duration::from_secs(3),
+                body_timeout: Duration::from_secs(4),
+                max_connections: 100,
+                max_connections_per_address: 5,
+                rate: None,
+                join_rate: Some(RateLimit {
+                    per_minute: 6,
+                    burst: 2
+                }),
+                trusted_proxies: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
+            }
+        );
+        for (bad, key) in [
+            ("header_timeout_secs = 0\n", "http.header_timeout_secs"),
+            ("body_timeout_secs = 301\n", "http.body_timeout_secs"),
+            ("max_connections = 0\n", "http.max_connections"),
+            (
+                "max_connections = 10\nmax_connections_per_address = 11\n",
+                "http.max_connections_per_address",
+            ),
+            ("rate_limit_per_minute = -1\n", "http.rate_limit_per_minute"),
+            ("rate_limit_burst = 0\n", "http.rate_limit_burst"),
+            ("join_rate_limit_burst = 0\n", "http.join_rate_limit_burst"),
+            ("trusted_proxies = [\"proxy\"]\n", "http.trusted_proxies[0]"),
+        ] {
+            let e = http(bad).err().unwrap_or_else(|| panic!("accepted {bad}"));
+            assert_eq!(e.key, key, "{bad}: {e}");
+            assert!(e.line.is_some(), "{e}");
+        }
+    }
+
+    #[test]
+    fn trunk_realm() {
+        let trunk = |extra: &str| {
+            parse_at_etc(&format!(
+                "[trunk]\nproxy = \"sip.example.net\"\nusername = \"u\"\npassword = \"p\"\n{extra}{CONF}"
+            ))
+        };
+        let realm = |c: Result<crate::config::Config, ConfigError>| {
+            c.map(|c| c.otp.trunk.and_then(|t| t.realm))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(realm(trunk("")), None);
+        assert_eq!(
+            realm(trunk("realm = \"sip.example.net\"\n")).as_deref(),
+            Some("sip.example.net")
+        );
+        for bad in [
+            "realm = \"\"\n",
+            "realm = \"a\\\"b\"\n",
+            "realm = \"a\\nb\"\n",
+        ] {
+            let e = trunk(bad).err().unwrap_or_else(|| panic!("accepted {bad}"));
+            assert_eq!((e.key.as_str(), e.line), ("trunk.realm", Some(5)), "{bad}");
+        }
+        let e = parse_at_etc(&format!(
+            "[trunk]\nproxy = \"sip.example.net\"\nrealm = \"r\"\n{CONF}"
+        ))
+        .err()
+        .unwrap_or_else(|| panic!("a realm without credentials"));
+        assert_eq!(e.key, "trunk.realm");
     }
 
     #[test]

@@ -38,6 +38,14 @@ impl ApiError {
         self
     }
 
+    /// Tells the client when to come back: `retry_after` (seconds) in the
+    /// body and the Retry-After header.
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.extra.insert("retry_after".into(), Value::from(secs));
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
     }
@@ -59,6 +67,18 @@ impl ApiError {
             "internal error; the server log has the details",
         )
     }
+}
+
+/// "4 minutes", "1 hour", "30 seconds": a wait in words, rounded up.
+pub fn wait_text(secs: u64) -> String {
+    let (n, unit) = if secs < 60 {
+        (secs.max(1), "second")
+    } else if secs < 3600 {
+        (secs.div_ceil(60), "minute")
+    } else {
+        (secs.div_ceil(3600), "hour")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 impl IntoResponse for ApiError {

@@ -1,5 +1,6 @@
 //! A JSON body extractor whose failures are API errors: wrong content type
-//! 415, body over the limit 413, malformed JSON 400, well-formed JSON of
+//! 415, body over the limit 413, a body that did not arrive within
+//! `[http] body_timeout_secs` 408, malformed JSON 400, well-formed JSON of
 //! the wrong shape 422.
 
 use axum::extract::rejection::JsonRejection;
@@ -46,6 +47,11 @@ fn rejection(rej: JsonRejection) -> ApiError {
                 "the request body is larger than the server accepts",
             )
         }
+        other if super::server::is_body_timeout(&other) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        ),
         other => ApiError::bad_request(format!("cannot read the body: {}", other.body_text())),
     }
 }

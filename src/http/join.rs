@@ -11,18 +11,23 @@
 //! - the verification service's limits (codes per destination per hour,
 //!   checks per code) apply exactly as on the API and the phone;
 //! - the state between steps is a signed cookie (see [`session`]):
-//!   HttpOnly, SameSite=Strict, Path=/join, holding the participant id,
-//!   the verification id and an expiry, never the code;
+//!   HttpOnly, SameSite=Strict, Path=/join, holding the verification id,
+//!   an expiry and, once the code was right, the participant id; never
+//!   the code;
 //! - state-changing requests must be `Content-Type: application/json`
 //!   (which a cross-site form cannot send without a CORS preflight, and
 //!   none is ever granted) and are refused when the browser says they come
 //!   from another site (`Sec-Fetch-Site`);
-//! - bodies are limited to [`MAX_BODY`] bytes.
+//! - bodies are limited to [`MAX_BODY`] bytes;
+//! - the per-client request limits of the HTTP server (`[http]
+//!   join_rate_limit_*`, on top of the limit on every route).
 //!
-//! Usernames are not secret on this page: an unknown one is answered
-//! "unknown username" plainly, so a participant who mistyped knows it. The
-//! only other thing said before the code is checked is where the code went,
-//! masked as on the API (`**********23`); names, conferences and whether a
+//! Nothing is said about a username before its code is checked: a name
+//! nobody has gets the same answer as a participant's (the same status,
+//! body and cookie, made by the same store work, never waiting for the
+//! delivery, which runs in the background), a decoy verification stands in
+//! for it so that later checks count down alike, and only a participant is
+//! sent a code. Where a code went, names, conferences and whether a
 //! participant has an email address are shown only after the code.
 
 mod api;

@@ -3,21 +3,26 @@
 //!
 //! JSON only, API keys required (see `auth`), request bodies limited to
 //! `[http] max_body_bytes`, and every failure a JSON error (see `error`).
+//! The server itself ([`server`]) limits connections, slow clients and
+//! request rates per client address.
 //! The routes are listed in [`ROUTES`] and documented in
 //! `docs/openapi.yaml`; a test keeps the two in step. The join page's own
 //! routes ([`join::JOIN_ROUTES`]) need no key and are documented in the
 //! README.
 
 pub mod auth;
+pub mod client_addr;
+pub mod conn_limit;
 pub mod error;
 pub mod extract;
 pub mod join;
 mod participants;
+pub mod rate_limit;
+pub mod server;
 mod verifications;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -25,13 +30,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::net::TcpListener;
 
 use crate::config::otp::HttpSettings;
 use crate::verify::service::VerifyService;
 use error::ApiError;
 
 pub use participants::view as participant_json;
+pub use server::HttpServer;
 pub use verifications::view as verification_json;
 
 /// What the handlers share.
@@ -128,43 +133,17 @@ async fn method_not_allowed() -> impl IntoResponse {
     )
 }
 
-/// A bound, not yet running, HTTP server: bind first (port 0 in tests) to
-/// learn the address, then run.
-pub struct HttpServer {
-    listener: TcpListener,
-    app: Router,
-}
-
-impl HttpServer {
-    pub async fn bind(addr: SocketAddr, app: Router) -> io::Result<HttpServer> {
-        Ok(HttpServer {
-            listener: TcpListener::bind(addr).await?,
-            app,
-        })
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves until `shutdown` completes, then finishes the requests in
-    /// flight.
-    pub async fn run<F>(self, shutdown: F) -> io::Result<()>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    }
-}
-
 /// Binds `settings.listen` and serves the API until `shutdown`.
 pub async fn serve<F>(settings: &HttpSettings, state: ApiState, shutdown: F) -> io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let server = HttpServer::bind(settings.listen, router(state, settings.max_body_bytes)).await?;
+    let server = HttpServer::bind(
+        settings.listen,
+        router(state, settings.max_body_bytes),
+        settings.limits.clone(),
+    )
+    .await?;
     tracing::info!(addr = %server.local_addr()?, "HTTP API listening");
     server.run(shutdown).await
 }

@@ -422,7 +422,7 @@ pub async fn start_with_clock(
             http.max_body_bytes,
             join,
         );
-        let server = HttpServer::bind(http.listen, app).await?;
+        let server = HttpServer::bind(http.listen, app, http.limits.clone()).await?;
         http_addr = Some(server.local_addr()?);
         let mut stop = shutdown_tx.subscribe();
         let mut stopping = shutdown_tx.subscribe();

@@ -616,8 +616,8 @@ impl SipTask {
 fn trunk_credentials(t: &TrunkSettings) -> Option<Credentials> {
     match (&t.username, &t.password) {
         (Some(username), Some(password)) => Some(Credentials {
-            username: username.clone(),
-            password: password.clone(),
+            realm: t.realm.clone(),
+            ..Credentials::new(username.clone(), password.clone())
         }),
         _ => None,
     }

@@ -13,6 +13,20 @@
 //! and SHA-512-256-sess; `qop=auth` (or no qop, RFC 2069); `userhash`;
 //! `stale`; `opaque`. Not supported: `qop=auth-int` (a challenge offering
 //! only that is refused with [`ChallengeError::UnsupportedQop`]).
+//!
+//! Two refusals protect the password from someone between us and the
+//! trunk who rewrites challenges:
+//!
+//! - **Downgrade.** Of several challenges the strongest is answered, and a
+//!   caller that remembers the strongest algorithm a peer has offered
+//!   passes it as a floor ([`ChallengePolicy::floor`]): a challenge set
+//!   whose best is weaker (MD5 after SHA-256) is refused with
+//!   [`ChallengeError::Downgrade`] instead of handing out an MD5 response,
+//!   which is cheap to brute-force offline. The user agent keeps that floor
+//!   per peer address for the life of the process.
+//! - **Realm.** With [`Credentials::realm`] set, only challenges for that
+//!   realm are answered ([`ChallengeError::ForeignRealm`] otherwise), so the
+//!   password never answers a realm it was not meant for.
 
 use std::fmt;
 
@@ -65,8 +79,10 @@ impl Algorithm {
     }
 
     /// Preference when a server offers several challenges (RFC 8760 §2.4:
-    /// the client uses the strongest it supports).
-    fn strength(self) -> u8 {
+    /// the client uses the strongest it supports), and the order in which
+    /// a weaker one is a downgrade. The `-sess` variants rank with their
+    /// hash.
+    pub fn strength(self) -> u8 {
         match self {
             Algorithm::Md5 | Algorithm::Md5Sess => 1,
             Algorithm::Sha256 | Algorithm::Sha256Sess => 2,
@@ -143,6 +159,26 @@ pub enum ChallengeError {
     UnsupportedAlgorithm(String),
     #[error("server offers only qop={0}, and only qop=auth is supported")]
     UnsupportedQop(String),
+    /// The challenge is for another realm than the configured one.
+    #[error("challenge for realm {0:?}, not the configured realm")]
+    ForeignRealm(String),
+    /// The best challenge offered is weaker than what this peer offered
+    /// before.
+    #[error("{offered} refused as a downgrade: this peer has offered {floor}")]
+    Downgrade {
+        offered: Algorithm,
+        floor: Algorithm,
+    },
+}
+
+/// What a client requires of a challenge beyond being usable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChallengePolicy<'a> {
+    /// Answer only challenges for this realm.
+    pub realm: Option<&'a str>,
+    /// Refuse a best challenge weaker than this (by
+    /// [`Algorithm::strength`]): the strongest the peer has offered before.
+    pub floor: Option<Algorithm>,
 }
 
 /// `auth-param` names and values of one challenge as written (quoted
@@ -345,11 +381,25 @@ pub fn parse_challenge(value: &str) -> Result<Challenge, ChallengeError> {
 /// usable, the most telling error: a Digest problem rather than "not
 /// Digest".
 pub fn choose<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Challenge, ChallengeError> {
+    choose_with(values, ChallengePolicy::default())
+}
+
+/// [`choose`] under a policy: challenges for other realms than
+/// `policy.realm` are skipped, and the best one left must be at least as
+/// strong as `policy.floor`.
+pub fn choose_with<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    policy: ChallengePolicy<'_>,
+) -> Result<Challenge, ChallengeError> {
     let mut best: Option<Challenge> = None;
     let mut error: Option<ChallengeError> = None;
+    let mut foreign: Option<String> = None;
     for v in values {
         for r in parse_challenges(v) {
             match r {
+                Ok(c) if policy.realm.is_some_and(|want| want != c.realm) => {
+                    foreign.get_or_insert(c.realm);
+                }
                 Ok(c) => {
                     if best
                         .as_ref()
@@ -373,7 +423,22 @@ pub fn choose<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Challenge
             }
         }
     }
-    best.ok_or_else(|| error.unwrap_or(ChallengeError::Missing("a challenge")))
+    let best = match (best, foreign) {
+        (Some(b), _) => b,
+        // A usable challenge for the wrong realm says more than a problem
+        // with another one.
+        (None, Some(realm)) => return Err(ChallengeError::ForeignRealm(realm)),
+        (None, None) => return Err(error.unwrap_or(ChallengeError::Missing("a challenge"))),
+    };
+    match policy.floor {
+        Some(floor) if best.algorithm.strength() < floor.strength() => {
+            Err(ChallengeError::Downgrade {
+                offered: best.algorithm,
+                floor,
+            })
+        }
+        _ => Ok(best),
+    }
 }
 
 /// A username and password for a trunk or registrar. The password never
@@ -382,6 +447,20 @@ pub fn choose<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Challenge
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// Answer only challenges for this realm (`[trunk] realm`); None
+    /// answers any realm.
+    pub realm: Option<String>,
+}
+
+impl Credentials {
+    /// Credentials that answer any realm.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+            realm: None,
+        }
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -389,6 +468,7 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("realm", &self.realm)
             .finish()
     }
 }
@@ -541,8 +621,16 @@ impl DigestClient {
     }
 
     /// Takes a 401 or 407. `Ok` means: send the request again with
-    /// [`DigestClient::headers`].
-    pub fn on_challenge(&mut self, status: u16, headers: &Headers) -> Result<(), AuthError> {
+    /// [`DigestClient::headers`]; it holds the algorithm that will answer
+    /// (the strongest this peer offered: the caller's next `floor`).
+    /// `floor` is the strongest algorithm this peer has offered before; a
+    /// weaker best challenge is refused as a downgrade.
+    pub fn on_challenge(
+        &mut self,
+        status: u16,
+        headers: &Headers,
+        floor: Option<Algorithm>,
+    ) -> Result<Algorithm, AuthError> {
         let (name, proxy) = match status {
             401 => ("WWW-Authenticate", false),
             407 => ("Proxy-Authenticate", true),
@@ -551,7 +639,12 @@ impl DigestClient {
         if headers.count(name) == 0 {
             return Err(AuthError::NoChallenge);
         }
-        let ch = choose(headers.get_all(name))?;
+        let policy = ChallengePolicy {
+            realm: self.credentials.realm.as_deref(),
+            floor,
+        };
+        let ch = choose_with(headers.get_all(name), policy)?;
+        let algorithm = ch.algorithm;
         if self.attempts >= MAX_ATTEMPTS {
             return Err(AuthError::TooManyAttempts(self.attempts));
         }
@@ -576,7 +669,7 @@ impl DigestClient {
             Some(a) => *a = answer,
             None => self.answers.push(answer),
         }
-        Ok(())
+        Ok(algorithm)
     }
 
     /// The authorization headers for the next send of the request, each
@@ -630,10 +723,7 @@ mod tests {
     const RFC7616_CNONCE: &str = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
 
     fn mufasa(password: &str) -> Credentials {
-        Credentials {
-            username: "Mufasa".into(),
-            password: password.into(),
-        }
+        Credentials::new("Mufasa", password)
     }
 
     #[test]
@@ -704,10 +794,7 @@ mod tests {
     fn rfc2069_without_qop_has_no_cnonce() {
         let ch = parse_challenge("Digest realm=\"r\", nonce=\"n\"").unwrap();
         assert!(!ch.qop_auth);
-        let c = Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        };
+        let c = Credentials::new("u", "p");
         let input = DigestInput {
             method: "INVITE",
             uri: "sip:a@b",
@@ -730,10 +817,7 @@ mod tests {
             "Digest realm=\"r\", nonce=\"n\", qop=\"auth\", algorithm=SHA-256-sess",
         )
         .unwrap();
-        let c = Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        };
+        let c = Credentials::new("u", "p");
         let input = DigestInput {
             method: "REGISTER",
             uri: "sip:r",
@@ -757,10 +841,7 @@ mod tests {
         .unwrap();
         let v = authorization(
             &ch,
-            &Credentials {
-                username: "J\u{e4}s\u{f8}n Doe".into(),
-                password: "Secret, or not?".into(),
-            },
+            &Credentials::new("J\u{e4}s\u{f8}n Doe", "Secret, or not?"),
             &DigestInput {
                 method: "GET",
                 uri: "/doe.json",
@@ -858,16 +939,13 @@ mod tests {
 
     #[test]
     fn client_retries_once_per_challenge_unless_stale() {
-        let creds = Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        };
+        let creds = Credentials::new("u", "p");
         let mut c = DigestClient::new(creds);
         let h1 = headers(
             "WWW-Authenticate",
             "Digest realm=\"r\", nonce=\"1\", qop=auth",
         );
-        assert_eq!(c.on_challenge(401, &h1), Ok(()));
+        assert_eq!(c.on_challenge(401, &h1, None), Ok(Algorithm::Md5));
         let hs = c.headers("MESSAGE", "sip:x@y", "cn");
         assert_eq!(hs.len(), 1);
         assert_eq!(hs[0].0, "Authorization");
@@ -877,84 +955,208 @@ mod tests {
             "Digest realm=\"r\", nonce=\"2\", qop=auth",
         );
         assert_eq!(
-            c.on_challenge(401, &h2),
+            c.on_challenge(401, &h2, None),
             Err(AuthError::Rejected { realm: "r".into() })
         );
         // Stale: retry with the new nonce.
-        let mut c = DigestClient::new(Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        });
-        c.on_challenge(401, &h1).unwrap();
+        let mut c = DigestClient::new(Credentials::new("u", "p"));
+        c.on_challenge(401, &h1, None).unwrap();
         let h3 = headers(
             "WWW-Authenticate",
             "Digest realm=\"r\", nonce=\"3\", qop=auth, stale=true",
         );
-        assert_eq!(c.on_challenge(401, &h3), Ok(()));
+        assert_eq!(c.on_challenge(401, &h3, None), Ok(Algorithm::Md5));
         let hs = c.headers("MESSAGE", "sip:x@y", "cn");
         assert!(hs[0].1.contains("nonce=\"3\"") && hs[0].1.contains("nc=00000001"));
         // A proxy challenge on top adds a second header.
         let p = headers("Proxy-Authenticate", "Digest realm=\"proxy\", nonce=\"p\"");
-        assert_eq!(c.on_challenge(407, &p), Ok(()));
+        assert_eq!(c.on_challenge(407, &p, None), Ok(Algorithm::Md5));
         let hs = c.headers("MESSAGE", "sip:x@y", "cn");
         let names: Vec<&str> = hs.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, vec!["Authorization", "Proxy-Authorization"]);
         assert!(hs[0].1.contains("nc=00000002"), "count advances per send");
         // A stale loop ends.
         for _ in 0..MAX_ATTEMPTS {
-            let _ = c.on_challenge(401, &h3);
+            let _ = c.on_challenge(401, &h3, None);
         }
         assert!(matches!(
-            c.on_challenge(401, &h3),
+            c.on_challenge(401, &h3, None),
             Err(AuthError::TooManyAttempts(_))
         ));
     }
 
     #[test]
     fn carried_over_client_answers_preemptively_and_may_retry() {
-        let mut c = DigestClient::new(Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        });
+        let mut c = DigestClient::new(Credentials::new("u", "p"));
         let h1 = headers(
             "WWW-Authenticate",
             "Digest realm=\"r\", nonce=\"1\", qop=auth",
         );
-        c.on_challenge(401, &h1).unwrap();
+        c.on_challenge(401, &h1, None).unwrap();
         let _ = c.headers("REGISTER", "sip:r", "a");
         let mut next = c.carry_over();
         let hs = next.headers("REGISTER", "sip:r", "b");
         assert!(hs[0].1.contains("nc=00000002"), "{}", hs[0].1);
-        assert_eq!(next.on_challenge(401, &h1), Ok(()), "one retry allowed");
+        assert_eq!(
+            next.on_challenge(401, &h1, None),
+            Ok(Algorithm::Md5),
+            "one retry allowed"
+        );
     }
 
     #[test]
     fn missing_or_foreign_challenges() {
-        let mut c = DigestClient::new(Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        });
+        let mut c = DigestClient::new(Credentials::new("u", "p"));
         assert_eq!(
-            c.on_challenge(401, &Headers::new()),
+            c.on_challenge(401, &Headers::new(), None),
             Err(AuthError::NoChallenge)
         );
         assert_eq!(
-            c.on_challenge(403, &Headers::new()),
+            c.on_challenge(403, &Headers::new(), None),
             Err(AuthError::NoChallenge)
         );
         let b = headers("WWW-Authenticate", "Basic realm=\"x\"");
         assert!(matches!(
-            c.on_challenge(401, &b),
+            c.on_challenge(401, &b, None),
             Err(AuthError::Unusable(ChallengeError::NotDigest(_)))
         ));
     }
 
     #[test]
-    fn credentials_debug_hides_the_password() {
-        let c = Credentials {
-            username: "u".into(),
-            password: "hunter2".into(),
+    fn a_set_with_sha256_and_md5_is_answered_with_sha256_and_raises_the_floor() {
+        let mut c = DigestClient::new(Credentials::new("u", "p"));
+        let both = headers(
+            "WWW-Authenticate",
+            "Digest realm=\"r\", nonce=\"m\", qop=auth, algorithm=MD5, Digest realm=\"r\", nonce=\"s\", qop=auth, algorithm=SHA-256",
+        );
+        assert_eq!(c.on_challenge(401, &both, None), Ok(Algorithm::Sha256));
+        let hs = c.headers("REGISTER", "sip:r", "cn");
+        assert!(hs[0].1.contains("algorithm=SHA-256") && hs[0].1.contains("nonce=\"s\""));
+    }
+
+    #[test]
+    fn a_weaker_best_challenge_than_the_floor_is_a_downgrade() {
+        let md5 = "Digest realm=\"r\", nonce=\"a\", qop=\"auth\", algorithm=MD5";
+        let md5_sess = "Digest realm=\"r\", nonce=\"a\", qop=\"auth\", algorithm=MD5-sess";
+        let sha = "Digest realm=\"r\", nonce=\"b\", qop=\"auth\", algorithm=SHA-256";
+        let sha512 = "Digest realm=\"r\", nonce=\"c\", qop=\"auth\", algorithm=SHA-512-256";
+        let floor = |a| ChallengePolicy {
+            realm: None,
+            floor: Some(a),
         };
+        for weak in [md5, md5_sess] {
+            assert_eq!(
+                choose_with([weak], floor(Algorithm::Sha256)),
+                Err(ChallengeError::Downgrade {
+                    offered: Algorithm::from_token(weak.rsplit('=').next().unwrap()).unwrap(),
+                    floor: Algorithm::Sha256
+                })
+            );
+        }
+        // A challenge without `algorithm=` is MD5 (RFC 7616 §3.3).
+        assert!(matches!(
+            choose_with(
+                ["Digest realm=\"r\", nonce=\"n\""],
+                floor(Algorithm::Sha256Sess)
+            ),
+            Err(ChallengeError::Downgrade { .. })
+        ));
+        assert_eq!(
+            choose_with([sha], floor(Algorithm::Sha256)).unwrap().nonce,
+            "b"
+        );
+        assert_eq!(
+            choose_with([md5, sha512], floor(Algorithm::Sha256))
+                .unwrap()
+                .algorithm,
+            Algorithm::Sha512_256
+        );
+        assert!(matches!(
+            choose_with([sha], floor(Algorithm::Sha512_256)),
+            Err(ChallengeError::Downgrade { .. })
+        ));
+        // MD5 with an MD5 floor (or none) is fine: nothing stronger was seen.
+        assert!(choose_with([md5], floor(Algorithm::Md5)).is_ok());
+        // The error names both, for the operator.
+        let e = choose_with([md5], floor(Algorithm::Sha256)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "MD5 refused as a downgrade: this peer has offered SHA-256"
+        );
+        // Through the client, as a final answer.
+        let mut c = DigestClient::new(Credentials::new("u", "p"));
+        assert!(matches!(
+            c.on_challenge(
+                401,
+                &headers("WWW-Authenticate", md5),
+                Some(Algorithm::Sha256)
+            ),
+            Err(AuthError::Unusable(ChallengeError::Downgrade { .. }))
+        ));
+        assert!(c.headers("REGISTER", "sip:r", "cn").is_empty());
+    }
+
+    #[test]
+    fn a_configured_realm_is_the_only_one_answered() {
+        let creds = Credentials {
+            realm: Some("trunk.example".into()),
+            ..Credentials::new("u", "p")
+        };
+        let mut c = DigestClient::new(creds.clone());
+        let foreign = headers(
+            "WWW-Authenticate",
+            "Digest realm=\"attacker\", nonce=\"1\", qop=auth, algorithm=SHA-256",
+        );
+        assert_eq!(
+            c.on_challenge(401, &foreign, None),
+            Err(AuthError::Unusable(ChallengeError::ForeignRealm(
+                "attacker".into()
+            )))
+        );
+        assert!(c.headers("MESSAGE", "sip:x@y", "cn").is_empty());
+        // Several challenges: the configured realm's is answered even when
+        // another realm offers a stronger algorithm; realms compare exactly.
+        let mixed = headers(
+            "WWW-Authenticate",
+            "Digest realm=\"attacker\", nonce=\"1\", qop=auth, algorithm=SHA-512-256, Digest realm=\"Trunk.example\", nonce=\"2\", qop=auth, algorithm=SHA-256, Digest realm=\"trunk.example\", nonce=\"3\", qop=auth",
+        );
+        assert_eq!(c.on_challenge(401, &mixed, None), Ok(Algorithm::Md5));
+        let hs = c.headers("MESSAGE", "sip:x@y", "cn");
+        assert!(
+            hs[0].1.contains("realm=\"trunk.example\", nonce=\"3\""),
+            "{}",
+            hs[0].1
+        );
+        // The proxy's challenge for another realm is refused too.
+        let proxy = headers("Proxy-Authenticate", "Digest realm=\"proxy\", nonce=\"p\"");
+        assert!(matches!(
+            c.on_challenge(407, &proxy, None),
+            Err(AuthError::Unusable(ChallengeError::ForeignRealm(_)))
+        ));
+        // Without a configured realm any realm is answered, as before.
+        let mut any = DigestClient::new(Credentials::new("u", "p"));
+        assert_eq!(any.on_challenge(401, &foreign, None), Ok(Algorithm::Sha256));
+        // A foreign realm says more than a malformed neighbour.
+        let e = choose_with(
+            [
+                "Basic realm=\"x\"",
+                "Digest realm=\"attacker\", nonce=\"1\"",
+            ],
+            ChallengePolicy {
+                realm: Some("trunk.example"),
+                floor: None,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e, ChallengeError::ForeignRealm("attacker".into()));
+        // Control characters in a realm are escaped in the message.
+        let e = ChallengeError::ForeignRealm("a\nb".into()).to_string();
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let c = Credentials::new("u", "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::auth::{AuthError, Credentials, DigestClient};
+use super::auth::{Algorithm, AuthError, Credentials, DigestClient};
 use super::dialog::{host_port, Dialog};
 use super::flow::{Flow, Transmit, Transport};
 use super::grammar::split_commas;
@@ -348,6 +348,9 @@ pub struct UserAgent {
     client_txs: HashMap<String, ClientTx>,
     pending: HashMap<RequestId, PendingRequest>,
     registrations: HashMap<RequestId, uac::Reg>,
+    /// The strongest digest algorithm each peer has offered (see
+    /// `uac::raise_digest_floor`).
+    digest_floors: HashMap<SocketAddr, Algorithm>,
     /// Timer entries refer to entities by a numeric id resolved here, so the
     /// heap holds no strings.
     timer_ids: HashMap<u64, TimerTarget>,
@@ -410,6 +413,7 @@ impl UserAgent {
             client_txs: HashMap::new(),
             pending: HashMap::new(),
             registrations: HashMap::new(),
+            digest_floors: HashMap::new(),
             timer_ids: HashMap::new(),
             timer_id_of: HashMap::new(),
             timers: BinaryHeap::new(),

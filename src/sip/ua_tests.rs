@@ -735,10 +735,7 @@ const TARGET: &str = "sip:+15551234567@trunk.example.com;user=phone";
 const ANSWER_SDP: &str = "v=0\no=b 1 1 IN IP4 198.51.100.7\ns=-\nc=IN IP4 198.51.100.7\nt=0 0\nm=audio 30000 RTP/AVP 0\n";
 
 fn creds() -> Option<Credentials> {
-    Some(Credentials {
-        username: "alice".into(),
-        password: "s3cret".into(),
-    })
+    Some(Credentials::new("alice", "s3cret"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -1568,6 +1565,81 @@ fn message_is_challenged_then_delivered() {
     h.run_until(Duration::from_secs(40));
     assert_eq!(h.sent_requests(Method::Message).len(), 2);
     assert!(h.ua.is_idle());
+}
+
+fn message_reasons(h: &Harness) -> Vec<String> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageOutcome { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn md5_after_the_trunk_offered_sha256_is_refused_as_a_downgrade() {
+    let sha =
+        "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"s1\", qop=\"auth\", algorithm=SHA-256\n";
+    let md5 =
+        "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"m1\", qop=\"auth\", algorithm=MD5\n";
+    let mut h = Harness::new(Transport::Udp);
+    // The trunk offers SHA-256: answered with it.
+    send_message(&mut h, creds());
+    let m1 = h.last_of(Method::Message);
+    h.reply(&m1, 401, "Unauthorized", Some("x"), sha, None);
+    let m2 = h.last_of(Method::Message);
+    check_digest(
+        m2.headers.get("Authorization").unwrap(),
+        "MESSAGE",
+        TARGET,
+        "SHA-256",
+        "00000001",
+    );
+    h.reply(&m2, 202, "Accepted", Some("x"), "", None);
+    // Later, from the same address, an MD5-only challenge: someone between
+    // us and the trunk wants a hash that is cheap to crack. Not answered.
+    send_message(&mut h, creds());
+    let m3 = h.last_of(Method::Message);
+    h.reply(&m3, 401, "Unauthorized", Some("y"), md5, None);
+    assert_eq!(h.sent_requests(Method::Message).len(), 3, "no MD5 retry");
+    assert_eq!(message_outcomes(&h).last().map(|o| o.1), Some(401));
+    let reason = message_reasons(&h).pop().unwrap();
+    assert!(reason.contains("downgrade"), "{reason}");
+    // SHA-256 from it is still answered.
+    send_message(&mut h, creds());
+    let m4 = h.last_of(Method::Message);
+    h.reply(&m4, 401, "Unauthorized", Some("z"), sha, None);
+    assert_eq!(h.sent_requests(Method::Message).len(), 5);
+    // Another address has offered nothing stronger: MD5 is answered there
+    // (the memory is per peer address, for the life of the process).
+    let mut other = h.flow;
+    other.remote = "192.0.2.11:5060".parse().unwrap();
+    h.ua.message(
+        h.now,
+        OutboundMessage {
+            request_uri: TARGET.into(),
+            from: "sip:pinbridge@trunk.example.com".into(),
+            to: TARGET.into(),
+            flow: other,
+            content_type: "text/plain;charset=UTF-8".into(),
+            body: Bytes::from_static(b"Your code is 123456"),
+            credentials: creds(),
+        },
+    )
+    .unwrap();
+    h.drain();
+    let m6 = h.last_of(Method::Message);
+    h.flow = other;
+    h.reply(&m6, 401, "Unauthorized", Some("w"), md5, None);
+    let m7 = h.last_of(Method::Message);
+    check_digest(
+        m7.headers.get("Authorization").unwrap(),
+        "MESSAGE",
+        TARGET,
+        "MD5",
+        "00000001",
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use super::Store;
 use crate::config::otp::ChannelKind;
 use crate::verify::dialin::{DialinRecord, DialinStorage};
 use crate::verify::otp::{
-    CodeHash, DeliveryRecord, OtpStorage, Status, StorageError, Verification, HOUR_MS,
+    CodeHash, DeliveryRecord, OtpStorage, Status, StorageError, Verification, DECOY_PREFIX, HOUR_MS,
 };
 use crate::verify::sender::DeliveryOutcome;
 
@@ -230,6 +230,22 @@ impl OtpStorage for Store {
         Ok(())
     }
 
+    fn purge_decoys(&mut self, before_ms: i64) -> Result<(), StorageError> {
+        // `channel IS NULL` as well as the prefix: every real verification
+        // has a channel, so no real row can match.
+        let pattern = format!("{DECOY_PREFIX}%");
+        self.conn
+            .prepare_cached(
+                "DELETE FROM verifications
+                 WHERE destination LIKE ?1 AND channel IS NULL AND expires < ?2",
+            )?
+            .execute(params![pattern, before_ms])?;
+        self.conn
+            .prepare_cached("DELETE FROM sends WHERE destination LIKE ?1 AND at < ?2")?
+            .execute(params![pattern, before_ms])?;
+        Ok(())
+    }
+
     fn record_delivery(&mut self, d: &DeliveryRecord) -> Result<(), StorageError> {
         let (outcome, detail) = match &d.outcome {
             DeliveryOutcome::Delivered { detail } => ("delivered", detail),
@@ -304,6 +320,21 @@ impl DialinStorage for Store {
                 used_ms,
             })),
         }
+    }
+
+    fn revoke_dialin(
+        &mut self,
+        participant_id: i64,
+        conference: &str,
+    ) -> Result<usize, StorageError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM dialin_codes
+                 WHERE participant_id = ?1 AND conference = ?2 AND used_at IS NULL",
+            )?
+            .execute(params![participant_id, conference])?;
+        Ok(n)
     }
 
     fn use_dialin(&mut self, hash: &CodeHash, at_ms: i64) -> Result<bool, StorageError> {
@@ -406,6 +437,45 @@ mod tests {
     }
 
     #[test]
+    fn spent_decoys_are_purged_and_nothing_else() {
+        let mut s = Store::open_in_memory().unwrap();
+        let mut v = Verifier::new(ServerKey::from_bytes([1; 32]), Policy::default()).unwrap();
+        let real = v.start(&mut s, req("+12015550123"), T0).unwrap();
+        let decoy = v.start_decoy(&mut s, "nobody", T0).unwrap();
+        assert_eq!(decoy.destination, "decoy:nobody");
+        assert_eq!(decoy.channel, None);
+        let count = |s: &Store, table: &str| -> i64 {
+            s.conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count(&s, "verifications"), count(&s, "sends")), (2, 2));
+        // Expired, but not yet an hour ago: kept.
+        s.purge_decoys(decoy.expires_ms).unwrap();
+        assert_eq!(count(&s, "verifications"), 2);
+        // Long gone: the decoy and its send go, the real one stays.
+        s.purge_decoys(decoy.expires_ms + HOUR_MS + 1).unwrap();
+        assert_eq!((count(&s, "verifications"), count(&s, "sends")), (1, 1));
+        assert!(s
+            .load_verification(&real.verification.id)
+            .unwrap()
+            .is_some());
+        // The verifier purges on its own as decoys are made.
+        let later = decoy.expires_ms + 2 * HOUR_MS;
+        v.start_decoy(&mut s, "old", T0).unwrap();
+        v.start_decoy(&mut s, "new", later).unwrap();
+        let left: Vec<String> = s
+            .conn
+            .prepare("SELECT destination FROM verifications ORDER BY destination")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, vec!["+12015550123", "decoy:new"]);
+    }
+
+    #[test]
     fn sends_older_than_an_hour_are_forgotten() {
         let mut s = Store::open_in_memory().unwrap();
         s.record_send("+1", T0).unwrap();
@@ -462,6 +532,11 @@ mod tests {
         let r = d.redeem(&mut s, code.expose(), T0 + 10).unwrap().unwrap();
         assert_eq!((r.participant_id, r.conference.as_str()), (p.id, "board"));
         assert!(d.redeem(&mut s, code.expose(), T0 + 20).unwrap().is_none());
+        // A new code for the same conference replaces the live one.
+        let (older, _) = d.issue(&mut s, p.id, "board", 300_000, T0).unwrap();
+        let (newer, _) = d.issue(&mut s, p.id, "board", 300_000, T0 + 1).unwrap();
+        assert!(d.redeem(&mut s, older.expose(), T0 + 20).unwrap().is_none());
+        assert!(d.redeem(&mut s, newer.expose(), T0 + 20).unwrap().is_some());
         // Deleting the participant takes their codes with them.
         let (code2, _) = d.issue(&mut s, p.id, "board", 300_000, T0).unwrap();
         s.delete_participant(p.id).unwrap();

@@ -5,6 +5,11 @@
 //! conference, valid for a short time, and good for one call. It is stored
 //! only as an HMAC under the server key; a redeem looks the keyed hash up,
 //! so the time it takes does not depend on how close a guess was.
+//!
+//! A participant has at most one live code per conference: a new one
+//! replaces the older unused one. Any live code is accepted in place of
+//! the PIN, so without that cap every request to the join page would add
+//! another 8-digit code an attacker keying guesses could hit.
 
 use subtle::ConstantTimeEq;
 
@@ -32,6 +37,13 @@ pub trait DialinStorage {
     /// (the caller draws another).
     fn insert_dialin(&mut self, rec: &DialinRecord) -> Result<bool, StorageError>;
     fn find_dialin(&mut self, hash: &CodeHash) -> Result<Option<DialinRecord>, StorageError>;
+    /// Forgets the unused codes of a participant for a conference (a new
+    /// one replaces them); returns how many.
+    fn revoke_dialin(
+        &mut self,
+        participant_id: i64,
+        conference: &str,
+    ) -> Result<usize, StorageError>;
     /// Marks the code used if it is not yet; Ok(true) when this call did.
     fn use_dialin(&mut self, hash: &CodeHash, at_ms: i64) -> Result<bool, StorageError>;
     /// Forgets codes that expired before `before_ms`.
@@ -71,7 +83,8 @@ impl DialinCodes {
     }
 
     /// A new code for `participant_id` to join `conference`, valid for
-    /// `ttl_ms` from `now`. Returns the code and its expiry.
+    /// `ttl_ms` from `now`, replacing the participant's older unused code
+    /// for that conference. Returns the code and its expiry.
     pub fn issue<S: DialinStorage + ?Sized>(
         &self,
         store: &mut S,
@@ -81,6 +94,7 @@ impl DialinCodes {
         now: i64,
     ) -> Result<(SecretCode, i64), DialinError> {
         store.purge_dialin(now)?;
+        store.revoke_dialin(participant_id, conference)?;
         // Live codes are few and the space is 10^8: a clash is rare, and a
         // handful of draws make failure practically impossible.
         for _ in 0..8 {
@@ -153,6 +167,18 @@ impl DialinStorage for MemoryDialinStorage {
         Ok(self.codes.iter().find(|c| c.code_hash.ct_eq(hash)).cloned())
     }
 
+    fn revoke_dialin(
+        &mut self,
+        participant_id: i64,
+        conference: &str,
+    ) -> Result<usize, StorageError> {
+        let before = self.codes.len();
+        self.codes.retain(|c| {
+            c.used_ms.is_some() || c.participant_id != participant_id || c.conference != conference
+        });
+        Ok(before - self.codes.len())
+    }
+
     fn use_dialin(&mut self, hash: &CodeHash, at_ms: i64) -> Result<bool, StorageError> {
         match self
             .codes
@@ -223,6 +249,43 @@ mod tests {
         // The right code with surrounding blanks still works.
         assert!(d
             .redeem(&mut s, &format!(" {} ", code.expose()), T0)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn a_new_code_replaces_the_older_live_one_for_that_conference() {
+        let d = DialinCodes::new(ServerKey::from_bytes([3; 32]));
+        let mut s = MemoryDialinStorage::default();
+        let (first, _) = d.issue(&mut s, 7, "board", 300_000, T0).unwrap();
+        let (other_conf, _) = d.issue(&mut s, 7, "sales", 300_000, T0).unwrap();
+        let (other_person, _) = d.issue(&mut s, 8, "board", 300_000, T0).unwrap();
+        let mut latest = first.clone();
+        for i in 1..=20 {
+            latest = d.issue(&mut s, 7, "board", 300_000, T0 + i).unwrap().0;
+        }
+        // Asking again and again leaves one live code per participant and
+        // conference, not twenty-one guessable ones.
+        let live = |s: &MemoryDialinStorage, pid: i64, conf: &str| {
+            s.codes
+                .iter()
+                .filter(|c| c.participant_id == pid && c.conference == conf)
+                .filter(|c| c.used_ms.is_none())
+                .count()
+        };
+        assert_eq!(live(&s, 7, "board"), 1);
+        assert_eq!(d.redeem(&mut s, first.expose(), T0 + 30).unwrap(), None);
+        assert!(d
+            .redeem(&mut s, latest.expose(), T0 + 30)
+            .unwrap()
+            .is_some());
+        // Another conference's code and another participant's are untouched.
+        assert!(d
+            .redeem(&mut s, other_conf.expose(), T0 + 30)
+            .unwrap()
+            .is_some());
+        assert!(d
+            .redeem(&mut s, other_person.expose(), T0 + 30)
             .unwrap()
             .is_some());
     }

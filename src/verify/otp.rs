@@ -39,6 +39,14 @@ use crate::config::otp::{ChannelKind, VerifySettings};
 
 pub const HOUR_MS: i64 = 3_600_000;
 
+/// Destinations of decoy verifications (see [`Verifier::start_decoy`])
+/// start with this. No real destination can: a phone number is E.164 and
+/// an email address has an `@`, which a decoy's label never has.
+pub const DECOY_PREFIX: &str = "decoy:";
+
+/// How often spent decoys are swept from the store.
+const DECOY_PURGE_EVERY_MS: i64 = 60_000;
+
 /// Milliseconds to whole seconds, rounded up (for Retry-After).
 pub fn ceil_secs(ms: i64) -> i64 {
     ms.max(0).saturating_add(999) / 1000
@@ -217,6 +225,11 @@ pub trait OtpStorage {
     fn sends_since(&mut self, destination: &str, since_ms: i64) -> Result<Vec<i64>, StorageError>;
     fn record_send(&mut self, destination: &str, at_ms: i64) -> Result<(), StorageError>;
     fn record_delivery(&mut self, d: &DeliveryRecord) -> Result<(), StorageError>;
+    /// Forgets decoy verifications (destination starting with
+    /// [`DECOY_PREFIX`], no channel) that expired before `before_ms`, and
+    /// decoy sends older than that: they have no audit value, and nothing
+    /// else would ever remove them.
+    fn purge_decoys(&mut self, before_ms: i64) -> Result<(), StorageError>;
 }
 
 /// What to start.
@@ -301,6 +314,8 @@ pub struct Verifier {
     codes: HashMap<String, (SecretCode, i64)>,
     /// When `codes` was last swept of expired entries.
     swept_ms: i64,
+    /// When spent decoys were last purged from the store.
+    decoys_purged_ms: i64,
 }
 
 impl fmt::Debug for Verifier {
@@ -319,6 +334,7 @@ impl Verifier {
             policy: policy.validate()?,
             codes: HashMap::new(),
             swept_ms: i64::MIN,
+            decoys_purged_ms: i64::MIN,
         })
     }
 
@@ -428,6 +444,32 @@ impl Verifier {
             new: true,
             replaced_previous,
         })
+    }
+
+    /// A decoy: a verification whose code is made and then dropped, so
+    /// nobody can ever enter it. It goes through exactly the lifecycle of
+    /// a real one for the destination `label` stands for (the same pending
+    /// verification again while it is pending, the same send limit, the
+    /// same checks counting down to `max_attempts_reached`, the same
+    /// expiry), so a public page can answer a name it does not know just as
+    /// it answers one it does, without telling anyone anything. `label`
+    /// must not contain `@`. Spent decoys are purged as they age.
+    pub fn start_decoy<S: OtpStorage + ?Sized>(
+        &mut self,
+        store: &mut S,
+        label: &str,
+        now: i64,
+    ) -> Result<Verification, StartError> {
+        if now.saturating_sub(self.decoys_purged_ms) >= DECOY_PURGE_EVERY_MS {
+            store.purge_decoys(now.saturating_sub(HOUR_MS))?;
+            self.decoys_purged_ms = now;
+        }
+        let req = StartRequest {
+            destination: format!("{DECOY_PREFIX}{label}"),
+            channel: None,
+            participant_id: None,
+        };
+        Ok(self.start(store, req, now)?.verification)
     }
 
     /// Checks a code. A pending verification counts the check; the right
@@ -608,6 +650,15 @@ impl OtpStorage for MemoryOtpStorage {
         self.deliveries.push(d.clone());
         Ok(())
     }
+
+    fn purge_decoys(&mut self, before_ms: i64) -> Result<(), StorageError> {
+        let decoy = |d: &str| d.starts_with(DECOY_PREFIX);
+        self.verifications.retain(|_, v| {
+            !(decoy(&v.destination) && v.channel.is_none() && v.expires_ms < before_ms)
+        });
+        self.sends.retain(|(d, at)| !(decoy(d) && *at < before_ms));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -635,6 +686,47 @@ mod tests {
         let last = s.pop().unwrap();
         s.push(if last == '0' { '1' } else { '0' });
         s
+    }
+
+    #[test]
+    fn a_decoy_lives_the_life_of_a_real_verification() {
+        let mut v = verifier();
+        let mut s = MemoryOtpStorage::default();
+        let real = v.start(&mut s, req(ALICE), T0).unwrap().verification;
+        let decoy = v.start_decoy(&mut s, "nobody", T0).unwrap();
+        // The same shape, the same expiry.
+        assert_eq!(decoy.status, Status::Pending);
+        assert_eq!(decoy.expires_ms, real.expires_ms);
+        assert_eq!(decoy.id.len(), real.id.len());
+        assert_eq!(decoy.participant_id, None);
+        // Asked again: the same pending one, as for a real destination.
+        let again = v.start_decoy(&mut s, "nobody", T0 + 1000).unwrap();
+        assert_eq!(again.id, decoy.id);
+        assert_eq!(again.sends, 2);
+        // Checks count down to max_attempts_reached (nobody has the code).
+        for n in 1..=5 {
+            let c = v
+                .check(&mut s, CheckTarget::Id(&decoy.id), "000000", T0 + 2000)
+                .unwrap();
+            assert!(!c.valid);
+            assert_eq!(c.verification.checks, n);
+        }
+        assert_eq!(
+            s.verifications[&decoy.id].status,
+            Status::MaxAttemptsReached
+        );
+        // The send limit applies per label, as per destination.
+        for _ in 0..3 {
+            v.start_decoy(&mut s, "nobody", T0 + 3000).unwrap();
+        }
+        assert!(matches!(
+            v.start_decoy(&mut s, "nobody", T0 + 4000),
+            Err(StartError::TooManySends { .. })
+        ));
+        assert!(v.start_decoy(&mut s, "somebody-else", T0 + 4000).is_ok());
+        // Nothing was delivered anywhere; the real one is untouched.
+        assert!(s.deliveries.is_empty());
+        assert_eq!(s.verifications[&real.id].status, Status::Pending);
     }
 
     #[test]

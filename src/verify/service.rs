@@ -12,7 +12,7 @@ use super::directory::Participant;
 use super::key::ServerKey;
 use super::otp::{
     CancelError, CheckError, CheckTarget, Checked, DeliveryRecord, Policy, PolicyError, StartError,
-    StartRequest, Status, Verification, Verifier,
+    StartRequest, Started, Status, Verification, Verifier,
 };
 use super::sender::{CodeSender, DeliveryOutcome, DeliveryRequest, SecretCode};
 use crate::config::otp::{normalize_e164, ChannelKind, OtpSettings};
@@ -277,6 +277,48 @@ impl VerifyService {
         target: Target,
         channels: Channels,
     ) -> Result<StartOutcome, ServiceError> {
+        let begun = self.begin(target, channels).await?;
+        self.deliver(begun).await
+    }
+
+    /// Starts (or repeats) a verification and returns it as soon as it
+    /// exists; the code is delivered in the background (each attempt
+    /// logged and recorded as [`VerifyService::start`] does). For a page
+    /// that must answer the same whether or not there was anyone to send
+    /// to: it never waits for a delivery.
+    pub async fn start_detached(
+        &self,
+        target: Target,
+        channels: Channels,
+    ) -> Result<Verification, ServiceError> {
+        let begun = self.begin(target, channels).await?;
+        let verification = begun.started.verification.clone();
+        let service = self.clone();
+        tokio::spawn(async move {
+            // Failures were logged and recorded per channel on the way.
+            let _ = service.deliver(begun).await;
+        });
+        Ok(verification)
+    }
+
+    /// A decoy verification for `label` (see [`Verifier::start_decoy`]):
+    /// the same store work and the same answers as a real start, and no
+    /// code sent anywhere. `label` must not contain `@`.
+    pub async fn start_decoy(&self, label: String) -> Result<Verification, ServiceError> {
+        if label.contains('@') {
+            return Err(ServiceError::BadDestination(clip(&label)));
+        }
+        let now = self.clock.now_ms();
+        let verifier = self.verifier.clone();
+        self.store
+            .call(move |s| lock(&verifier).start_decoy(s, &label, now))
+            .await?
+            .map_err(start_error)
+    }
+
+    /// The first half of a start: resolves the target and the channels and
+    /// starts (or repeats) the verification in the store.
+    async fn begin(&self, target: Target, channels: Channels) -> Result<Begun, ServiceError> {
         let (destination, phone, email, participant) = match target {
             Target::Phone(p) => {
                 let (d, is_email) = self.normalize_destination(&p)?;
@@ -319,17 +361,26 @@ impl VerifyService {
             .store
             .call(move |s| lock(&verifier).start(s, req, now))
             .await?
-            .map_err(|e| match e {
-                StartError::TooManySends {
-                    pending,
-                    retry_after_ms,
-                } => ServiceError::TooManySends {
-                    pending,
-                    retry_after_ms,
-                },
-                other => ServiceError::Internal(other.to_string()),
-            })?;
+            .map_err(start_error)?;
+        Ok(Begun {
+            started,
+            order,
+            phone,
+            email,
+            participant,
+        })
+    }
 
+    /// The second half: delivers the code, trying the channels in order
+    /// until one delivers, and records every attempt.
+    async fn deliver(&self, begun: Begun) -> Result<StartOutcome, ServiceError> {
+        let Begun {
+            started,
+            order,
+            phone,
+            email,
+            participant,
+        } = begun;
         let id = started.verification.id.clone();
         let mut attempts = Vec::new();
         let mut delivered_via = None;
@@ -477,6 +528,28 @@ impl VerifyService {
                 Ok(s.participant_by_id(r.participant_id)?.map(|p| (r, p)))
             })
             .await?
+    }
+}
+
+/// A verification started and not yet delivered.
+struct Begun {
+    started: Started,
+    order: Vec<ChannelKind>,
+    phone: Option<String>,
+    email: Option<String>,
+    participant: Option<Box<Participant>>,
+}
+
+fn start_error(e: StartError) -> ServiceError {
+    match e {
+        StartError::TooManySends {
+            pending,
+            retry_after_ms,
+        } => ServiceError::TooManySends {
+            pending,
+            retry_after_ms,
+        },
+        other => ServiceError::Internal(other.to_string()),
     }
 }
 

@@ -1,7 +1,8 @@
 //! `/join/api/...`: the steps of the join page.
 //!
-//! - `start {username}`: sends a code to the participant; the session
-//!   cookie now names the verification.
+//! - `start {username}`: sends a code to the participant (answered alike
+//!   for a name nobody has, see [`start`]); the session cookie now names
+//!   the verification.
 //! - `check {code}`: checks it; on success the session is verified and the
 //!   answer lists the conferences (with a dial-in code at once when there
 //!   is only one).
@@ -21,12 +22,11 @@ use serde_json::{json, Value};
 
 use super::session::{clear_cookie, set_cookie, Session, SessionError, Stage};
 use super::{JoinConference, JoinState};
-use crate::config::otp::ChannelKind;
-use crate::http::error::ApiError;
+use crate::http::error::{wait_text, ApiError};
 use crate::http::extract::ApiJson;
 use crate::verify::clock::rfc3339;
 use crate::verify::directory::{validate_username, Participant};
-use crate::verify::otp::{ceil_secs, mask, Status, Verification};
+use crate::verify::otp::{ceil_secs, Status, Verification};
 use crate::verify::service::{Channels, CheckBy, ServiceError, Target};
 
 /// Why a join step failed: each is one status, one stable `code` and a
@@ -34,7 +34,9 @@ use crate::verify::service::{Channels, CheckBy, ServiceError, Target};
 #[derive(Debug)]
 pub enum JoinError {
     UsernameRequired,
-    UnknownUsername,
+    /// Not even the form of a username (a rule, not a fact about the
+    /// directory).
+    InvalidUsername,
     NoSession,
     SessionExpired,
     NotVerified,
@@ -50,28 +52,14 @@ pub enum JoinError {
     CodeClosed,
     TooManySends {
         retry_after_secs: u64,
-        /// A code is still pending for this participant: the session now
-        /// points at it (this `Set-Cookie`), and it went to `to`.
-        pending: Option<(String, String)>,
+        /// A code is still pending for this username: the session now
+        /// points at it (this `Set-Cookie`).
+        pending: Option<String>,
     },
-    DeliveryFailed,
-    Unavailable,
     NoConference,
     UnknownConference,
     CrossSite,
     Internal(String),
-}
-
-/// "4 minutes", "1 hour", "30 seconds": the wait, rounded up.
-fn wait_text(secs: u64) -> String {
-    let (n, unit) = if secs < 60 {
-        (secs.max(1), "second")
-    } else if secs < 3600 {
-        (secs.div_ceil(60), "minute")
-    } else {
-        (secs.div_ceil(3600), "hour")
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 impl JoinError {
@@ -94,10 +82,10 @@ impl JoinError {
             JoinError::UsernameRequired => {
                 e(S::UNPROCESSABLE_ENTITY, "username_required", "Enter your username.")
             }
-            JoinError::UnknownUsername => e(
-                S::NOT_FOUND,
-                "unknown_username",
-                "There is no participant with that username. Check the spelling, or ask the organizer to add you.",
+            JoinError::InvalidUsername => e(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_username",
+                "A username has only letters, digits, dots, dashes and underscores. Check the spelling.",
             ),
             JoinError::NoSession => e(
                 S::UNAUTHORIZED,
@@ -154,30 +142,16 @@ impl JoinError {
                 pending,
             } => {
                 let mut message = format!(
-                    "Too many codes were sent to your phone. Try again in {}.",
+                    "Too many codes were asked for with this username. Try again in {}.",
                     wait_text(retry_after_secs)
                 );
                 if pending.is_some() {
                     message.push_str(" If you already have a code, you can enter it now.");
                 }
-                let mut err = e(S::TOO_MANY_REQUESTS, "too_many_sends", &message)
+                e(S::TOO_MANY_REQUESTS, "too_many_sends", &message)
                     .with("retry_after", Value::from(retry_after_secs))
-                    .with("code_pending", Value::from(pending.is_some()));
-                if let Some((_, to)) = pending {
-                    err = err.with("to", Value::from(to));
-                }
-                err
+                    .with("code_pending", Value::from(pending.is_some()))
             }
-            JoinError::DeliveryFailed => e(
-                S::BAD_GATEWAY,
-                "delivery_failed",
-                "The code could not be sent. Try again in a few minutes, or contact the organizer.",
-            ),
-            JoinError::Unavailable => e(
-                S::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Codes cannot be sent to your account. Contact the organizer.",
-            ),
             JoinError::NoConference => e(
                 S::FORBIDDEN,
                 "no_conference",
@@ -205,10 +179,7 @@ impl IntoResponse for JoinError {
             JoinError::TooManySends {
                 retry_after_secs,
                 pending,
-            } => (
-                pending.as_ref().map(|(c, _)| c.clone()),
-                Some(*retry_after_secs),
-            ),
+            } => (pending.clone(), Some(*retry_after_secs)),
             _ => (clear.then(clear_cookie), None),
         };
         let mut resp = self.api_error().into_response();
@@ -299,25 +270,6 @@ fn json_with_cookie(body: Value, cookie: Option<String>) -> Response {
     resp
 }
 
-/// How the code travels, in the page's words.
-fn via(channel: Option<ChannelKind>) -> &'static str {
-    match channel {
-        Some(ChannelKind::Webhook) | Some(ChannelKind::SipMessage) | None => "sms",
-        Some(ChannelKind::Voice) => "voice",
-        Some(ChannelKind::Email) => "email",
-        Some(ChannelKind::Log) => "log",
-    }
-}
-
-/// Where the code went, masked: the email address when it went by email,
-/// the phone otherwise.
-fn masked_to(p: &Participant, channel: Option<ChannelKind>) -> String {
-    match (channel, &p.email) {
-        (Some(ChannelKind::Email), Some(e)) => mask(e),
-        _ => mask(&p.phone),
-    }
-}
-
 fn conference_json(c: &JoinConference) -> Value {
     json!({ "name": c.name, "number": c.number, "hash": c.hash })
 }
@@ -362,6 +314,62 @@ pub struct StartBody {
     username: String,
 }
 
+/// Starts a verification for a username, known or not, the same way.
+///
+/// A participant's code is sent in the background; a username nobody has
+/// (or a participant no channel can reach) gets a decoy verification
+/// whose code nobody receives. Either way the store does the same work,
+/// the answer (status, body, cookie) is made the same way and never waits
+/// for a delivery, and later checks count down the same: the page tells
+/// no one whether a username exists. Returns the verification, or why
+/// none could be started, and the participant it is for.
+async fn start_for(
+    state: &JoinState,
+    username: String,
+) -> Result<(Result<Verification, ServiceError>, Option<i64>), JoinError> {
+    let Some(p) = state
+        .service
+        .participant_by_username(username.clone())
+        .await?
+    else {
+        tracing::debug!("join page: unknown username");
+        return Ok((state.service.start_decoy(username).await, None));
+    };
+    let (id, name) = (p.id, p.username.clone());
+    let started = state
+        .service
+        .start_detached(Target::Participant(Box::new(p)), Channels::default())
+        .await;
+    match started {
+        Err(
+            e @ (ServiceError::NoChannel
+            | ServiceError::ChannelNotEnabled(_)
+            | ServiceError::ChannelCannotReach(..)
+            | ServiceError::BadDestination(_)),
+        ) => {
+            tracing::warn!(participant = %name, error = %e, "join page: no way to send this participant a code");
+            Ok((state.service.start_decoy(username).await, None))
+        }
+        Ok(v) => {
+            tracing::info!(participant = %name, verification = %v.id, "join page: code sent");
+            Ok((Ok(v), Some(id)))
+        }
+        Err(e) => Ok((Err(e), Some(id))),
+    }
+}
+
+/// The session of the code stage. It names only the verification (which
+/// names the participant), so a cookie looks the same whether or not the
+/// username exists.
+fn code_session(v: &Verification) -> Session {
+    Session {
+        stage: Stage::CodeSent,
+        participant_id: 0,
+        verification_id: v.id.clone(),
+        expires_ms: v.expires_ms,
+    }
+}
+
 pub async fn start(
     State(state): State<JoinState>,
     headers: HeaderMap,
@@ -371,75 +379,32 @@ pub async fn start(
     if typed.is_empty() {
         return Err(JoinError::UsernameRequired);
     }
-    // A username that cannot exist is simply unknown.
-    let username = validate_username(typed).map_err(|_| JoinError::UnknownUsername)?;
-    let Some(p) = state.service.participant_by_username(username).await? else {
-        tracing::debug!("join page: unknown username");
-        return Err(JoinError::UnknownUsername);
-    };
+    let username = validate_username(typed).map_err(|_| JoinError::InvalidUsername)?;
     let secure = over_https(&headers);
-    let code_length = state.service.policy().code_length;
-    let out = state
-        .service
-        .start(
-            Target::Participant(Box::new(p.clone())),
-            Channels::default(),
-        )
-        .await;
-    let out = match out {
-        Ok(o) => o,
+    let (started, participant_id) = start_for(&state, username).await?;
+    let v = match started {
+        Ok(v) => v,
         Err(ServiceError::TooManySends {
             pending,
             retry_after_ms,
         }) => {
-            tracing::info!(participant = %p.username, "join page: send limit reached");
             // The code already sent still works: let the page take it.
             let pending = pending
-                .filter(|v| v.participant_id == Some(p.id) && v.status == Status::Pending)
-                .map(|v| {
-                    let s = Session {
-                        stage: Stage::CodeSent,
-                        participant_id: p.id,
-                        verification_id: v.id.clone(),
-                        expires_ms: v.expires_ms,
-                    };
-                    (cookie_for(&state, &s, secure), masked_to(&p, v.channel))
-                });
+                .filter(|v| v.participant_id == participant_id && v.status == Status::Pending)
+                .map(|v| cookie_for(&state, &code_session(&v), secure));
             return Err(JoinError::TooManySends {
                 retry_after_secs: u64::try_from(ceil_secs(retry_after_ms)).unwrap_or(1),
                 pending,
             });
         }
-        Err(ServiceError::DeliveryFailed { .. }) => {
-            // The service logged each channel's failure.
-            return Err(JoinError::DeliveryFailed);
-        }
-        Err(
-            e @ (ServiceError::NoChannel
-            | ServiceError::ChannelNotEnabled(_)
-            | ServiceError::ChannelCannotReach(..)
-            | ServiceError::BadDestination(_)),
-        ) => {
-            tracing::warn!(participant = %p.username, error = %e, "join page: no way to send this participant a code");
-            return Err(JoinError::Unavailable);
-        }
         Err(e) => return Err(e.into()),
     };
-    let v: &Verification = &out.verification;
-    let s = Session {
-        stage: Stage::CodeSent,
-        participant_id: p.id,
-        verification_id: v.id.clone(),
-        expires_ms: v.expires_ms,
-    };
-    tracing::info!(participant = %p.username, verification = %v.id, channel = out.delivered_via.name(), "join page: code sent");
     let body = json!({
-        "to": masked_to(&p, Some(out.delivered_via)),
-        "via": via(Some(out.delivered_via)),
-        "code_length": code_length,
+        "code_length": state.service.policy().code_length,
         "expires_in": ceil_secs(v.expires_ms.saturating_sub(state.service.now_ms())),
     });
-    Ok(json_with_cookie(body, Some(cookie_for(&state, &s, secure))))
+    let cookie = cookie_for(&state, &code_session(&v), secure);
+    Ok(json_with_cookie(body, Some(cookie)))
 }
 
 #[derive(Deserialize)]
@@ -474,7 +439,9 @@ pub async fn check(
         Err(e) => return Err(e.into()),
     };
     let v = &out.verification;
-    if v.participant_id.is_some_and(|id| id != s.participant_id) {
+    // A code-stage cookie from before names the participant too; it must
+    // agree with the verification.
+    if s.participant_id != 0 && v.participant_id != Some(s.participant_id) {
         return Err(JoinError::NoSession);
     }
     match (v.status, out.valid) {
@@ -492,7 +459,13 @@ pub async fn check(
         (Status::Expired, _) => return Err(JoinError::CodeExpired),
         (Status::Approved, false) | (Status::Canceled, _) => return Err(JoinError::CodeClosed),
     }
-    let p = participant(&state, s.participant_id).await?;
+    // A decoy names nobody: its code was never sent, so this is a guess
+    // that happened to hit. It admits no one.
+    let Some(participant_id) = v.participant_id else {
+        tracing::warn!(verification = %v.id, "join page: a decoy code was guessed");
+        return Err(JoinError::CodeClosed);
+    };
+    let p = participant(&state, participant_id).await?;
     let conferences = conferences_for(&state, &p);
     tracing::info!(participant = %p.username, verification = %v.id, "join page: participant verified");
     if conferences.is_empty() {
@@ -586,7 +559,7 @@ mod tests {
         assert!(r.headers().get(header::SET_COOKIE).is_none());
         let r = JoinError::TooManySends {
             retry_after_secs: 90,
-            pending: Some(("pb_join=x".into(), "**23".into())),
+            pending: Some("pb_join=x".into()),
         }
         .into_response();
         assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "90");

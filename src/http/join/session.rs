@@ -54,6 +54,9 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub stage: Stage,
+    /// The verified participant; 0 at the code stage, where the
+    /// verification names the participant (so the cookie of a username
+    /// nobody has looks like any other).
     pub participant_id: i64,
     pub verification_id: String,
     /// Unix ms after which the session is over.

@@ -78,17 +78,11 @@
     return at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   }
 
-  function sentText(via, to) {
-    switch (via) {
-      case 'voice':
-        return 'We are calling ' + to + ' to read you a code.';
-      case 'email':
-        return 'A code was sent to ' + to + '.';
-      case 'log':
-        return 'A code was written to the server log (development setup).';
-      default:
-        return 'A code was sent to ' + to + '.';
-    }
+  // The server answers the same for every username (it does not say which
+  // exist), so neither does the page.
+  function sentText(username) {
+    return 'If ' + username + ' is a participant, a code is on its way to the phone ' +
+      '(or email address) on file: by text message, email or a call.';
   }
 
   function restartAfter(error) {
@@ -128,7 +122,7 @@
     busy(ev.target, false);
     if (r.ok) {
       $('sent-to').textContent =
-        sentText(r.data.via, r.data.to) + ' Enter it below; it is valid for ' + minutes(r.data.expires_in) + '.';
+        sentText(username) + ' Enter it below; it is valid for ' + minutes(r.data.expires_in) + '.';
       $('code').maxLength = r.data.code_length || 10;
       $('code').value = '';
       show('step-code');
@@ -136,7 +130,7 @@
     }
     showError(r.error.message);
     if (r.error.code === 'too_many_sends' && r.error.code_pending) {
-      $('sent-to').textContent = 'A code was already sent to ' + r.error.to + '.';
+      $('sent-to').textContent = 'Enter the code you already received.';
       $('code').value = '';
       show('step-code');
     }

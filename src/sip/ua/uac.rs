@@ -168,6 +168,10 @@ const CORE_HEADERS: &[&str] = &[
     "Proxy-Authorization",
 ];
 
+/// Peers whose strongest digest algorithm is remembered (in practice the
+/// one trunk).
+const MAX_DIGEST_PEERS: usize = 64;
+
 /// Longest wait between REGISTER retries after failures.
 const MAX_REGISTER_BACKOFF: u64 = 600;
 
@@ -645,9 +649,14 @@ impl UserAgent {
         let Some(digest) = ctx.digest.as_mut() else {
             return not_sent(ctx, None);
         };
-        if let Err(e) = digest.on_challenge(resp.status, &resp.headers) {
-            tracing::info!(status = resp.status, error = %e, method = %ctx.request.method, "not answering the challenge");
-            return not_sent(ctx, Some(e));
+        let peer = ctx.flow.remote;
+        let floor = self.digest_floors.get(&peer).copied();
+        match digest.on_challenge(resp.status, &resp.headers, floor) {
+            Ok(answered) => self.raise_digest_floor(peer, answered),
+            Err(e) => {
+                tracing::info!(status = resp.status, error = %e, method = %ctx.request.method, "not answering the challenge");
+                return not_sent(ctx, Some(e));
+            }
         }
         let mut digest = ctx.digest.take();
         let branch = self.new_branch();
@@ -687,6 +696,24 @@ impl UserAgent {
             ClientPurpose::Bye | ClientPurpose::Cancel(_) | ClientPurpose::Message(_) => {}
         }
         AuthRetry::Sent
+    }
+
+    /// Remembers the strongest digest algorithm `peer` has offered: a
+    /// weaker one from it later is refused as a downgrade. Kept for the
+    /// life of the process, per peer address (the trunk; an outbound proxy
+    /// answering for it is the same address), so a changed realm does not
+    /// escape it. Only peers we hold credentials for get here, and the
+    /// table is capped, so it cannot grow without bound.
+    fn raise_digest_floor(&mut self, peer: SocketAddr, answered: Algorithm) {
+        let full = self.digest_floors.len() >= MAX_DIGEST_PEERS;
+        match self.digest_floors.get_mut(&peer) {
+            Some(f) if answered.strength() > f.strength() => *f = answered,
+            Some(_) => {}
+            None if full => {}
+            None => {
+                self.digest_floors.insert(peer, answered);
+            }
+        }
     }
 
     // ------------------------------------------------------------------
