@@ -12,9 +12,9 @@ use std::io;
 use super::transport::{ConnTimeouts, TcpLimits};
 use crate::config::{Config, TcpSettings};
 
-/// Descriptors kept for everything that is neither a SIP connection nor
-/// an RTP socket: the listening sockets, the database, logs, HTTP
-/// clients, outbound connections and the runtime's own.
+/// Descriptors kept for everything that is neither a SIP connection, an
+/// RTP socket nor an HTTP client connection: the listening sockets, the
+/// database, logs, outbound connections and the runtime's own.
 pub const RESERVED_FDS: u64 = 128;
 
 /// The largest total connection cap chosen automatically: past this many,
@@ -124,6 +124,16 @@ pub fn descriptors_needed(max_connections: usize, rtp_sockets: u64) -> u64 {
     RESERVED_FDS + max_connections as u64 + rtp_sockets
 }
 
+/// HTTP client connections at full load (`[http] max_connections`; none
+/// without `[http]`). They come out of the same descriptors.
+pub fn http_connections(config: &Config) -> u64 {
+    config
+        .otp
+        .http
+        .as_ref()
+        .map_or(0, |h| h.limits.max_connections as u64)
+}
+
 /// RTP sockets at full load: one per call, as many calls as allowed and
 /// as the range has even ports.
 pub fn rtp_sockets(config: &Config) -> u64 {
@@ -141,7 +151,9 @@ pub fn rtp_sockets(config: &Config) -> u64 {
 /// and logs both (with a warning when full load would not fit).
 pub fn tcp_limits_at_startup(config: &Config) -> TcpLimits {
     let settings = &config.sip.tcp_connections;
-    let rtp = rtp_sockets(config);
+    // HTTP clients are sized by their own cap; what they may hold is not
+    // available to SIP or RTP.
+    let rtp = rtp_sockets(config) + http_connections(config);
     let fd_soft = match raise_open_file_limit() {
         Ok(l) => {
             tracing::info!(
@@ -163,9 +175,9 @@ pub fn tcp_limits_at_startup(config: &Config) -> TcpLimits {
         tracing::warn!(
             open_file_limit = soft,
             needed,
-            rtp_sockets = rtp,
+            rtp_sockets_and_http_connections = rtp,
             tcp_connections = max_connections,
-            "the open-file limit is below what a full load needs (one RTP socket a call, every TCP connection, {RESERVED_FDS} spare): raise it (systemd LimitNOFILE=, ulimit -Hn) or lower sip.max_calls or [sip.tcp] max_connections"
+            "the open-file limit is below what a full load needs (one RTP socket a call, every SIP and HTTP connection, {RESERVED_FDS} spare): raise it (systemd LimitNOFILE=, ulimit -Hn) or lower sip.max_calls or [sip.tcp] max_connections"
         );
     }
     if config.sip.tcp {
