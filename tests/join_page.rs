@@ -191,6 +191,12 @@ impl Gateway {
     }
 }
 
+/// The conferences of this test's configuration: a code for any of them
+/// may be redeemed here.
+fn all_conferences() -> Vec<String> {
+    ["board", "sales", "phones"].map(String::from).to_vec()
+}
+
 // ----------------------------------------------------------------------
 // pinbridge with the join page.
 
@@ -532,11 +538,15 @@ async fn from_username_to_a_single_use_dialin_code() {
     // the conference.
     let verify = pb.verify();
     assert!(
-        verify.redeem_dialin(dialin_code).await.unwrap().is_none(),
+        verify
+            .redeem_dialin(dialin_code, all_conferences())
+            .await
+            .unwrap()
+            .is_none(),
         "replaced by the second"
     );
     let (redeemed, who) = verify
-        .redeem_dialin(second.clone())
+        .redeem_dialin(second.clone(), all_conferences())
         .await
         .unwrap()
         .expect("the code admits once");
@@ -544,7 +554,11 @@ async fn from_username_to_a_single_use_dialin_code() {
         (redeemed.conference.as_str(), who.username.as_str()),
         ("board", "alice")
     );
-    assert!(verify.redeem_dialin(second).await.unwrap().is_none());
+    assert!(verify
+        .redeem_dialin(second, all_conferences())
+        .await
+        .unwrap()
+        .is_none());
 
     // Start over.
     let r = b.post("/join/api/reset", json!({})).await;
@@ -614,7 +628,7 @@ async fn several_conferences_the_page_and_its_headers() {
     );
     let (redeemed, who) = pb
         .verify()
-        .redeem_dialin(d["code"].as_str().unwrap().into())
+        .redeem_dialin(d["code"].as_str().unwrap().into(), all_conferences())
         .await
         .unwrap()
         .unwrap();
@@ -715,7 +729,12 @@ async fn expired_codes_and_sessions() {
     let dialin = r.json()["dialin"]["code"].as_str().unwrap().to_string();
     clock.advance_ms(5 * 60 * 1000);
     // The dial-in code lived 5 minutes.
-    assert!(pb.verify().redeem_dialin(dialin).await.unwrap().is_none());
+    assert!(pb
+        .verify()
+        .redeem_dialin(dialin, all_conferences())
+        .await
+        .unwrap()
+        .is_none());
     let r = b
         .post("/join/api/dialin", json!({ "conference": "board" }))
         .await;

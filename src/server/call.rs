@@ -860,8 +860,21 @@ async fn redeem_dialin(
     code: &EnteredCode,
 ) -> Option<(usize, Role)> {
     let service = env.verify.as_ref()?;
+    // Only a code for a conference this line reaches is used up.
+    let reachable: Vec<String> = env
+        .config
+        .conferences
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| match route {
+            Route::Conference(r) => r == i,
+            Route::Lobby => lobby_admits(env, i),
+            _ => false,
+        })
+        .map(|(_, c)| c.name.clone())
+        .collect();
     let (redeemed, participant) = service
-        .redeem_dialin(code.expose().to_string())
+        .redeem_dialin(code.expose().to_string(), reachable)
         .await
         .ok()??;
     let i = env

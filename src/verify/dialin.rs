@@ -122,6 +122,20 @@ impl DialinCodes {
         code: &str,
         now: i64,
     ) -> Result<Option<Redeemed>, StorageError> {
+        self.redeem_for(store, code, now, |_| true)
+    }
+
+    /// [`Self::redeem`] for a call that can only use a code for a conference
+    /// `admits` accepts: a code keyed into the wrong conference's line is
+    /// not used up (its owner can still key it where it belongs), and the
+    /// answer is the same None as for an unknown code.
+    pub fn redeem_for<S: DialinStorage + ?Sized>(
+        &self,
+        store: &mut S,
+        code: &str,
+        now: i64,
+        admits: impl Fn(&str) -> bool,
+    ) -> Result<Option<Redeemed>, StorageError> {
         let code = code.trim();
         if code.len() != DIALIN_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(None);
@@ -135,6 +149,7 @@ impl DialinCodes {
         if !bool::from(rec.code_hash.0.ct_eq(&hash.0))
             || rec.used_ms.is_some()
             || now >= rec.expires_ms
+            || !admits(&rec.conference)
         {
             return Ok(None);
         }
@@ -221,6 +236,25 @@ mod tests {
             })
         );
         assert_eq!(d.redeem(&mut s, code.expose(), T0 + 2).unwrap(), None);
+    }
+
+    #[test]
+    fn a_code_keyed_for_another_conference_is_not_used_up() {
+        let d = DialinCodes::new(ServerKey::from_bytes([3; 32]));
+        let mut s = MemoryDialinStorage::default();
+        let (code, _) = d.issue(&mut s, 7, "board", 300_000, T0).unwrap();
+        let sales_only = |c: &str| c == "sales";
+        assert_eq!(
+            d.redeem_for(&mut s, code.expose(), T0 + 1, sales_only)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            d.redeem_for(&mut s, code.expose(), T0 + 2, |c| c == "board")
+                .unwrap()
+                .map(|r| r.conference),
+            Some("board".to_string())
+        );
     }
 
     #[test]

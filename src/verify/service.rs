@@ -513,16 +513,20 @@ impl VerifyService {
             .map_err(|e: DialinError| ServiceError::Internal(e.to_string()))
     }
 
-    /// Redeems a dial-in code keyed on the phone (single use).
+    /// Redeems a dial-in code keyed on the phone (single use), if it is for
+    /// one of `conferences` (the ones the call can reach); a code for
+    /// another conference is left unused.
     pub async fn redeem_dialin(
         &self,
         code: String,
+        conferences: Vec<String>,
     ) -> Result<Option<(Redeemed, Participant)>, ServiceError> {
         let now = self.clock.now_ms();
         let d = self.dialin.clone();
         self.store
             .call(move |s| -> Result<_, ServiceError> {
-                let Some(r) = d.redeem(s, &code, now)? else {
+                let admits = |c: &str| conferences.iter().any(|n| n == c);
+                let Some(r) = d.redeem_for(s, &code, now, admits)? else {
                     return Ok(None);
                 };
                 Ok(s.participant_by_id(r.participant_id)?.map(|p| (r, p)))
@@ -654,6 +658,11 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a call that reaches every conference of these tests may redeem.
+    fn all_conferences() -> Vec<String> {
+        vec!["board".into()]
+    }
     use crate::verify::directory::Source;
     use crate::verify::sender::RecordingSender;
 
@@ -718,13 +727,13 @@ conferences = ["board"]
             .await
             .unwrap();
         let (r, p) = svc
-            .redeem_dialin(dialin.expose().to_string())
+            .redeem_dialin(dialin.expose().to_string(), all_conferences())
             .await
             .unwrap()
             .unwrap();
         assert_eq!((r.conference.as_str(), p.id), ("board", alice.id));
         assert!(svc
-            .redeem_dialin(dialin.expose().to_string())
+            .redeem_dialin(dialin.expose().to_string(), all_conferences())
             .await
             .unwrap()
             .is_none());
