@@ -276,10 +276,10 @@ fn parse_uri_params(s: &str) -> Result<Vec<Param>, UriError> {
     if s.is_empty() {
         return Ok(params);
     }
-    // s starts with ';' (the first character is skipped whatever it is).
-    let mut list = s.chars();
-    list.next();
-    for p in list.as_str().split(';') {
+    // Parameters follow the host (or a tel: number) after a ';'; anything
+    // else there (`tel:123/a=b`) is not a parameter list.
+    let list = s.strip_prefix(';').ok_or(UriError::BadParam)?;
+    for p in list.split(';') {
         let (name, value) = match p.split_once('=') {
             Some((name, value)) => (name, Some(value)),
             None => (p, None),
@@ -398,6 +398,13 @@ mod tests {
             Uri::parse("tel:+1-201-555-0123").unwrap().user().as_deref(),
             Some("+1-201-555-0123")
         );
+        let with_param = Uri::parse("tel:+12015550123;phone-context=example.com").unwrap();
+        assert!(matches!(with_param, Uri::Tel { ref params, .. } if params.len() == 1));
+        // Only a ';' starts the parameters; another character after the
+        // number is not silently taken for one.
+        for bad in ["tel:123/a=b", "tel:123xa=b", "tel:123 ;a=b"] {
+            assert!(Uri::parse(bad).is_err(), "{bad} should be rejected");
+        }
         let other = Uri::parse("nobodyKnowsThisScheme:totallyopaquecontent").unwrap();
         assert_eq!(other.scheme(), "nobodyKnowsThisScheme");
         assert!(matches!(
