@@ -16,4 +16,6 @@ pub mod ua;
 pub mod uri;
 
 #[cfg(test)]
+mod ua_flood_tests;
+#[cfg(test)]
 mod ua_tests;

@@ -39,7 +39,10 @@ use super::transaction::{
 };
 use super::uri::Uri;
 
+pub mod source_limits;
 mod uac;
+use source_limits::SourceLimits;
+pub use source_limits::{SourceLimitSettings, SourceLimitStats};
 pub use uac::{OutboundCall, OutboundEvent, OutboundMessage, Registration};
 
 /// Methods we implement, for Allow headers and 405 answers.
@@ -63,6 +66,9 @@ pub struct UaConfig {
     /// How long an outbound call may ring before we CANCEL it and report
     /// 408.
     pub outbound_answer_timeout: Duration,
+    /// Per-source request rates, half-open INVITE bounds and reply
+    /// budgets ([`source_limits`]).
+    pub limits: SourceLimitSettings,
 }
 
 impl Default for UaConfig {
@@ -78,6 +84,7 @@ impl Default for UaConfig {
                 ("application".into(), "dtmf".into()),
             ],
             outbound_answer_timeout: Duration::from_secs(60),
+            limits: SourceLimitSettings::default(),
         }
     }
 }
@@ -317,6 +324,9 @@ struct Call {
     uac: Option<Box<uac::Uac>>,
     /// Outbound calls: for answering challenges to our in-dialog requests.
     credentials: Option<Credentials>,
+    /// Inbound calls until ACKed: the source holding a half-open slot in
+    /// the limiter.
+    half_open: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -360,6 +370,7 @@ pub struct UserAgent {
     events: VecDeque<Event>,
     next_id: u64,
     shutting_down: bool,
+    limits: SourceLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -404,6 +415,7 @@ impl UserAgent {
 
     fn with_rng(cfg: UaConfig, rng: StdRng) -> Self {
         UserAgent {
+            limits: SourceLimits::new(cfg.limits.clone()),
             cfg,
             rng,
             calls: HashMap::new(),
@@ -426,6 +438,11 @@ impl UserAgent {
 
     pub fn config(&self) -> &UaConfig {
         &self.cfg
+    }
+
+    /// What the per-source limits dropped and suppressed so far.
+    pub fn source_limit_stats(&self) -> SourceLimitStats {
+        self.limits.stats()
     }
 
     /// Number of calls that exist (offered, answered or confirmed).
@@ -465,8 +482,27 @@ impl UserAgent {
         format!("z9hG4bK{}", self.random_token())
     }
 
+    /// Sends to a peer that may not have proven its address: over UDP
+    /// this spends the destination's reply budget, and nothing is sent
+    /// once it is spent (see [`source_limits`]).
     fn send(&mut self, flow: Flow, payload: Bytes) {
+        if flow.transport == Transport::Udp
+            && !self.limits.allow_reply(flow.remote.ip(), payload.len())
+        {
+            return;
+        }
         self.transmits.push_back(Transmit { flow, payload });
+    }
+
+    /// Sends a request of our own (an outbound call, MESSAGE, REGISTER and
+    /// their ACKs): we chose the destination, so no budget applies.
+    fn send_own(&mut self, flow: Flow, payload: Bytes) {
+        self.transmits.push_back(Transmit { flow, payload });
+    }
+
+    /// Takes an out-of-dialog request from the limiter's bucket.
+    fn admit_out_of_dialog(&mut self, now: Instant, flow: &Flow) -> bool {
+        self.limits.admit_request(now, flow.remote.ip()).is_ok()
     }
 
     fn schedule(&mut self, target: TimerTarget, at: Option<Instant>) {
@@ -502,7 +538,12 @@ impl UserAgent {
     /// Handles one datagram (UDP) or one framed message (TCP).
     pub fn handle_input(&mut self, now: Instant, flow: Flow, bytes: &[u8]) {
         match parse_datagram(bytes) {
-            Ok(parsed) => self.handle_parsed(now, flow, parsed),
+            Ok(parsed) => {
+                if flow.transport == Transport::Udp {
+                    self.limits.on_datagram(now, flow.remote.ip(), bytes.len());
+                }
+                self.handle_parsed(now, flow, parsed)
+            }
             Err(e) => {
                 tracing::debug!(peer = %flow.remote, error = %e, "dropping unparseable SIP message")
             }
@@ -512,10 +553,12 @@ impl UserAgent {
     /// Handles a message the shell already framed and parsed (TCP).
     pub fn handle_parsed(&mut self, now: Instant, flow: Flow, parsed: Parsed) {
         match parsed.message {
-            Message::Response(resp) => self.handle_response(now, resp),
+            Message::Response(resp) => self.handle_response(now, &flow, resp),
             Message::Request(req) => match parsed.defect {
                 Some(defect) => {
-                    if req.method != Method::Ack {
+                    // Whether it belongs to a dialog cannot be told: it
+                    // counts as out-of-dialog.
+                    if req.method != Method::Ack && self.admit_out_of_dialog(now, &flow) {
                         let (status, reason) = defect.response();
                         self.reply_raw(
                             &flow,
@@ -537,7 +580,7 @@ impl UserAgent {
         let checked = match self.check_request(flow, req) {
             Ok(c) => c,
             Err(reply) => {
-                if req.method != Method::Ack {
+                if req.method != Method::Ack && self.admit_out_of_dialog(now, &flow) {
                     self.reply_raw(&flow, req, reply);
                 }
                 return;
@@ -586,14 +629,43 @@ impl UserAgent {
             }
         }
 
+        // Per-source limits: only requests that start something new (no
+        // dialog, or a dialog we do not know) are counted; a new INVITE
+        // also needs a half-open slot (taken in `handle_new_invite`).
+        let in_dialog = checked.to.tag().is_some_and(|tag| {
+            self.dialogs
+                .contains_key(&(checked.call_id.clone(), tag.to_string()))
+        });
+        let cancels_live_invite =
+            req.method == Method::Cancel && self.invite_txs.contains_key(&key.cancelled_invite());
+        let new_invite = req.method == Method::Invite && checked.to.tag().is_none();
+        if !in_dialog
+            && !cancels_live_invite
+            && !new_invite
+            && !self.admit_out_of_dialog(now, &flow)
+        {
+            return;
+        }
+        let half_open = if new_invite {
+            match self.limits.admit_invite(now, flow.remote.ip()) {
+                Ok(()) => Some(flow.remote.ip()),
+                Err(_) => return,
+            }
+        } else {
+            None
+        };
+
         if let Err(reply) = self.check_capabilities(&checked) {
+            if let Some(ip) = half_open {
+                self.limits.release(ip);
+            }
             self.reply(&checked, reply.status, &reply.reason, reply.extra);
             return;
         }
 
         match &req.method {
             Method::Invite if checked.to.tag().is_none() => {
-                self.handle_new_invite(now, checked, key)
+                self.handle_new_invite(now, checked, key, half_open)
             }
             Method::Invite => self.handle_reinvite(now, checked, key),
             Method::Cancel => self.handle_cancel(now, checked, key),
@@ -990,7 +1062,21 @@ impl UserAgent {
         }))
     }
 
-    fn handle_new_invite(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
+    /// `half_open` is the source's slot in the limiter: kept by the call
+    /// until it is ACKed or ends, given back here if no call is made.
+    fn handle_new_invite(
+        &mut self,
+        now: Instant,
+        c: Checked<'_>,
+        key: TxKey,
+        half_open: Option<std::net::IpAddr>,
+    ) {
+        let refused = self.shutting_down
+            || self.calls.len() >= self.cfg.max_calls
+            || self.session_plan(&c).is_err();
+        if let (true, Some(ip)) = (refused, half_open) {
+            self.limits.release(ip);
+        }
         if self.shutting_down {
             self.reply(
                 &c,
@@ -1085,6 +1171,7 @@ impl UserAgent {
                 refresh_in_flight: false,
                 uac: None,
                 credentials: None,
+                half_open,
             },
         );
         self.dialogs.insert((c.call_id.clone(), local_tag), handle);
@@ -1242,6 +1329,16 @@ impl UserAgent {
             return;
         };
         let body = (!c.req.body.is_empty()).then(|| c.req.body.clone());
+        // Only the peer that got our 2xx knows its To tag: the source has
+        // proven its address.
+        let half_open = call.half_open.take();
+        self.limits.confirm(now, c.flow.remote.ip());
+        if let Some(ip) = half_open {
+            self.limits.release(ip);
+        }
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
         if p.initial {
             call.phase = Phase::Confirmed;
             if let Some(plan) = call.session_plan {
@@ -1632,6 +1729,9 @@ impl UserAgent {
 
     fn remove_call(&mut self, h: CallHandle) -> Option<Call> {
         let call = self.calls.remove(&h)?;
+        if let Some(ip) = call.half_open {
+            self.limits.release(ip);
+        }
         self.dialogs
             .remove(&(call.dialog.call_id.clone(), call.dialog.local_tag.clone()));
         for rid in &call.pending {
@@ -1696,7 +1796,13 @@ impl UserAgent {
                 digest,
             },
         );
-        self.send(flow, bytes);
+        // A BYE may go to a source that never proved its address (no ACK
+        // came): it is a reply to that source's INVITE and is budgeted.
+        if purpose == ClientPurpose::Bye {
+            self.send(flow, bytes);
+        } else {
+            self.send_own(flow, bytes);
+        }
         self.schedule(TimerTarget::Client(key.clone()), at);
         key
     }
@@ -1712,7 +1818,7 @@ impl UserAgent {
         ack: Bytes,
         tag: Option<String>,
     ) {
-        self.send(ctx.flow, ack.clone());
+        self.send_own(ctx.flow, ack.clone());
         let until = now + self.cfg.timers.timeout();
         ctx.ack = Some(ack);
         ctx.acked_tag = tag;
@@ -1724,15 +1830,20 @@ impl UserAgent {
     // ------------------------------------------------------------------
     // Responses to our requests
 
-    fn handle_response(&mut self, now: Instant, resp: Response) {
+    fn handle_response(&mut self, now: Instant, flow: &Flow, resp: Response) {
         let Some(key) = response_key(&resp) else {
             return;
         };
-        let Some(ctx) = self.client_txs.get_mut(&key) else {
+        if !self.client_txs.contains_key(&key) {
             tracing::debug!(
                 status = resp.status,
                 "dropping response that matches no transaction"
             );
+            return;
+        }
+        // It carries our random branch: the peer got our request.
+        self.limits.confirm(now, flow.remote.ip());
+        let Some(ctx) = self.client_txs.get_mut(&key) else {
             return;
         };
         if ctx.linger_until.is_some() {
@@ -1904,8 +2015,12 @@ impl UserAgent {
         }
         match ctx.tx.handle_timeout(now) {
             TimerOutcome::Retransmit(b) => {
-                let (flow, at) = (ctx.flow, ctx.tx.poll_timeout());
-                self.send(flow, b);
+                let (flow, at, purpose) = (ctx.flow, ctx.tx.poll_timeout(), ctx.purpose);
+                if purpose == ClientPurpose::Bye {
+                    self.send(flow, b);
+                } else {
+                    self.send_own(flow, b);
+                }
                 self.schedule(TimerTarget::Client(branch), at);
             }
             TimerOutcome::TimedOut | TimerOutcome::Terminated => {

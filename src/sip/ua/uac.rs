@@ -232,6 +232,7 @@ impl UserAgent {
                 refresh_in_flight: false,
                 uac: Some(Box::new(uac)),
                 credentials: out.credentials,
+                half_open: None,
             },
         );
         self.dialogs.insert((call_id, local_tag), handle);
@@ -553,7 +554,7 @@ impl UserAgent {
                 self.ack_and_bye_stray(now, flow, &req, resp);
             }
             Some(_) if !is_2xx => {}
-            _ => self.send(ctx.flow, ack),
+            _ => self.send_own(ctx.flow, ack),
         }
     }
 
@@ -574,7 +575,7 @@ impl UserAgent {
         let ack = d
             .request(Method::Ack, cseq_of(invite), &ack_branch, &ua)
             .to_bytes();
-        self.send(flow, ack.clone());
+        self.send_own(flow, ack.clone());
         let cseq = d.next_cseq();
         let bye = d.request(Method::Bye, cseq, &bye_branch, &ua);
         self.start_client(now, &bye_branch, flow, bye, ClientPurpose::Bye, None);
