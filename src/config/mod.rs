@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod limits;
 pub mod otp;
 
 use crate::conference::guard::GuardLimits;
@@ -65,6 +66,8 @@ pub struct SipSettings {
     pub t4: Duration,
     /// Ring (180) this long before answering; zero answers at once.
     pub answer_delay: Duration,
+    /// `[sip.limits]`: per-source limits against floods.
+    pub limits: crate::sip::ua::SourceLimitSettings,
     /// Limits on SIP over TCP connections (`[sip.tcp]`).
     pub tcp_connections: TcpSettings,
 }
@@ -336,6 +339,7 @@ struct RawSip {
     t2_ms: i64,
     t4_ms: i64,
     answer_delay_ms: i64,
+    limits: limits::RawSipLimits,
     tcp: RawSipTcp,
 }
 
@@ -371,6 +375,7 @@ impl Default for RawSip {
             t2_ms: 4000,
             t4_ms: 5000,
             answer_delay_ms: 0,
+            limits: limits::RawSipLimits::default(),
             tcp: RawSipTcp::default(),
         }
     }
@@ -1121,6 +1126,7 @@ impl Config {
             loc: &loc,
             base_dir,
         };
+        let source_limits = limits::validate(&ctx, &s.limits)?;
         let names: Vec<String> = conferences.iter().map(|c| c.name.clone()).collect();
         let otp_settings = otp::validate(
             &ctx,
@@ -1161,6 +1167,7 @@ impl Config {
                 t2: Duration::from_millis(t2),
                 t4: Duration::from_millis(t4),
                 answer_delay: Duration::from_millis(s.answer_delay_ms as u64),
+                limits: source_limits,
                 tcp_connections,
             },
             rtp: RtpSettings {

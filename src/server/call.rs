@@ -348,8 +348,12 @@ pub async fn run(
         }
     }
 
-    let socket = match env.ports.bind(env.rtp_ip).and_then(UdpSocket::from_std) {
-        Ok(s) => s,
+    let bound = env
+        .ports
+        .bind(env.rtp_ip)
+        .and_then(|(s, lease)| Ok((UdpSocket::from_std(s)?, lease)));
+    let (socket, lease) = match bound {
+        Ok(b) => b,
         Err(e) => {
             tracing::warn!(%call_id, error = %e, "no RTP port for the call");
             let _ = cmd
@@ -379,7 +383,7 @@ pub async fn run(
         },
         pending_late_reoffer: None,
     };
-    let mut media = LegMedia::new(socket, started);
+    let mut media = LegMedia::new(socket, lease, started);
     let mut dtmf = DtmfReceiver::new(env.config.dtmf_mode_for(route));
 
     if !answer(&env, &info, &mut sip, &mut media, &mut dtmf).await {

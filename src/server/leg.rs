@@ -12,6 +12,7 @@ use rand::RngExt;
 use rtp_rs::RtpReader;
 use tokio::net::UdpSocket;
 
+use super::rtp_ports::RtpPort;
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::g711::Codec;
 use crate::media::player::{Frame, PromptPlayer};
@@ -52,10 +53,13 @@ pub struct LegMedia {
     packet: [u8; MAX_PACKET],
     /// Decoded audio of the last received packet.
     pub decoded: [i16; MAX_PAYLOAD],
+    /// The port's lease: declared after `socket` so that, fields dropping
+    /// in order, the socket is closed before the port is free again.
+    _port: RtpPort,
 }
 
 impl LegMedia {
-    pub fn new(socket: UdpSocket, now: Instant) -> Self {
+    pub fn new(socket: UdpSocket, port: RtpPort, now: Instant) -> Self {
         let mut rng = rand::rng();
         LegMedia {
             socket,
@@ -68,6 +72,7 @@ impl LegMedia {
             payload: [0; MAX_PAYLOAD],
             packet: [0; MAX_PACKET],
             decoded: [0; MAX_PAYLOAD],
+            _port: port,
         }
     }
 

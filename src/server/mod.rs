@@ -274,6 +274,26 @@ async fn join_state(
     ))
 }
 
+/// The per-source limits, with the total of half-open INVITEs kept to
+/// half the RTP ports: each holds a port until it is ACKed, so a flood of
+/// them can never leave an admitted call without one.
+fn source_limits(config: &Config) -> crate::sip::ua::SourceLimitSettings {
+    let mut limits = config.sip.limits.clone();
+    let (lo, hi) = config.rtp.ports;
+    let ports = RtpPortAllocator::new(lo, hi).capacity();
+    let bound = u32::try_from(ports / 2).unwrap_or(u32::MAX).max(1);
+    if limits.max_half_open > bound {
+        tracing::info!(
+            configured = limits.max_half_open,
+            rtp_ports = ports,
+            max_half_open = bound,
+            "[sip.limits] max_half_open lowered to half the RTP ports"
+        );
+        limits.max_half_open = bound;
+    }
+    limits
+}
+
 /// Binds the sockets and starts serving on the current tokio runtime.
 pub async fn start(config: Config, prompts: PromptSet) -> io::Result<ServerHandle> {
     start_with_clock(config, prompts, Arc::new(SystemClock)).await
@@ -356,6 +376,7 @@ pub async fn start_with_clock(
         },
         min_session_expires: config.sip.min_session_expires,
         max_calls: config.sip.max_calls,
+        limits: source_limits(&config),
         ..UaConfig::default()
     };
     let (lo, hi) = config.rtp.ports;

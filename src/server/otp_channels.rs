@@ -157,8 +157,12 @@ pub fn code_prompts(code: &str) -> Vec<PromptId> {
 
 async fn read_code(parts: &TrunkParts, to: &str, code: &str) -> DeliveryOutcome {
     let failed = |reason: String, retryable: bool| DeliveryOutcome::Failed { reason, retryable };
-    let socket = match parts.ports.bind(parts.rtp_ip).and_then(UdpSocket::from_std) {
-        Ok(s) => s,
+    let bound = parts
+        .ports
+        .bind(parts.rtp_ip)
+        .and_then(|(s, lease)| Ok((UdpSocket::from_std(s)?, lease)));
+    let (socket, lease) = match bound {
+        Ok(b) => b,
         Err(e) => return failed(format!("no RTP port: {e}"), true),
     };
     let Ok(port) = socket.local_addr().map(|a| a.port()) else {
@@ -201,7 +205,7 @@ async fn read_code(parts: &TrunkParts, to: &str, code: &str) -> DeliveryOutcome 
         return failed("the answer had no usable SDP".into(), false);
     };
     let now = Instant::now();
-    let mut media = LegMedia::new(socket, now);
+    let mut media = LegMedia::new(socket, lease, now);
     media.apply(negotiated, now);
     let mut dtmf = DtmfReceiver::new(DtmfMode::Rfc4733);
     let mut player = PromptPlayer::new();
