@@ -244,7 +244,13 @@ impl TestUa {
         } else {
             IpAddr::V6(Ipv6Addr::LOCALHOST)
         };
-        let bind = SocketAddr::new(loopback, 0);
+        Self::udp_on(server, loopback).await
+    }
+
+    /// A UA on a UDP socket bound to `ip` port 0 (any 127.x.y.z works on
+    /// loopback: another source address).
+    pub async fn udp_on(server: SocketAddr, ip: IpAddr) -> UaResult<TestUa> {
+        let bind = SocketAddr::new(ip, 0);
         let socket = Arc::new(UdpSocket::bind(bind).await?);
         let local = socket.local_addr()?;
         let (tx, rx) = mpsc::unbounded_channel();
