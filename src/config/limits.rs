@@ -18,6 +18,7 @@ pub(super) struct RawSipLimits {
     confirmed_requests_per_sec: i64,
     confirmed_request_burst: i64,
     max_half_open_per_source: i64,
+    confirmed_max_half_open_per_source: i64,
     max_half_open: i64,
     reply_budget_bytes: i64,
     reply_refill_bytes_per_sec: i64,
@@ -36,6 +37,7 @@ impl Default for RawSipLimits {
             confirmed_requests_per_sec: d.confirmed_rate.per_sec.into(),
             confirmed_request_burst: d.confirmed_rate.burst.into(),
             max_half_open_per_source: d.max_half_open_per_source.into(),
+            confirmed_max_half_open_per_source: d.confirmed_max_half_open_per_source.into(),
             max_half_open: d.max_half_open.into(),
             reply_budget_bytes: d.reply_budget_bytes.into(),
             reply_refill_bytes_per_sec: d.reply_refill_bytes_per_sec.into(),
@@ -95,6 +97,12 @@ pub(super) fn validate(
         1,
         MILLION,
         &path("max_half_open_per_source"),
+    )?;
+    let confirmed_max_half_open_per_source = range(
+        raw.confirmed_max_half_open_per_source,
+        1,
+        MILLION,
+        &path("confirmed_max_half_open_per_source"),
     )?;
     let max_half_open = range(raw.max_half_open, 1, MILLION, &path("max_half_open"))?;
     let reply_budget_bytes = range(
@@ -158,6 +166,7 @@ pub(super) fn validate(
         new_source_rate,
         confirmed_rate,
         max_half_open_per_source,
+        confirmed_max_half_open_per_source,
         max_half_open,
         reply_budget_bytes,
         reply_refill_bytes_per_sec,

@@ -145,6 +145,9 @@ pub struct SourceLimitSettings {
     /// Out-of-dialog requests from a source that has.
     pub confirmed_rate: RequestRate,
     pub max_half_open_per_source: u32,
+    /// The same for a source that has completed a handshake: a trunk whose
+    /// ACKs come a little late under load still fits.
+    pub confirmed_max_half_open_per_source: u32,
     pub max_half_open: u32,
     /// Starting (and largest) reply budget of an unconfirmed source.
     pub reply_budget_bytes: u32,
@@ -172,6 +175,7 @@ impl Default for SourceLimitSettings {
                 burst: 6000,
             },
             max_half_open_per_source: 200,
+            confirmed_max_half_open_per_source: 500,
             max_half_open: 1000,
             reply_budget_bytes: 8192,
             reply_refill_bytes_per_sec: 64,
@@ -346,13 +350,17 @@ impl SourceLimits {
     pub fn admit_invite(&mut self, now: Instant, ip: IpAddr) -> Result<(), Dropped> {
         self.admit_request(now, ip)?;
         let key = SourceKey::of(ip);
-        let per_source = self
-            .sources
-            .get(&key)
+        let src = self.sources.get(&key);
+        let default = if src.is_some_and(|s| s.confirmed) {
+            self.cfg.confirmed_max_half_open_per_source
+        } else {
+            self.cfg.max_half_open_per_source
+        };
+        let per_source = src
             .and_then(|s| s.override_idx)
             .and_then(|i| self.cfg.overrides.get(i))
             .and_then(|o| o.max_half_open)
-            .unwrap_or(self.cfg.max_half_open_per_source);
+            .unwrap_or(default);
         let mine = self.half_open.get(&key).copied().unwrap_or(0);
         let verdict = if mine >= per_source {
             self.stats.dropped_half_open_source += 1;
@@ -601,6 +609,7 @@ mod tests {
                 burst: 2000,
             },
             max_half_open_per_source: 5,
+            confirmed_max_half_open_per_source: 7,
             max_half_open: 8,
             reply_budget_bytes: 4000,
             reply_refill_bytes_per_sec: 50,
@@ -646,6 +655,22 @@ mod tests {
         let t = t0 + Duration::from_secs(1);
         let admitted = (0..5000).filter(|_| l.admit_request(t, a).is_ok()).count();
         assert_eq!(admitted, 1000);
+    }
+
+    #[test]
+    fn a_confirmed_source_may_hold_more_half_open_invites() {
+        let t0 = Instant::now();
+        let mut cfg = settings();
+        cfg.max_half_open = 100;
+        let mut l = SourceLimits::new(cfg);
+        let (new, known) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        l.confirm(t0, known);
+        let admitted = (0..20).filter(|_| l.admit_invite(t0, new).is_ok()).count();
+        assert_eq!(admitted, 5);
+        let admitted = (0..20)
+            .filter(|_| l.admit_invite(t0, known).is_ok())
+            .count();
+        assert_eq!(admitted, 7);
     }
 
     #[test]
@@ -750,6 +775,7 @@ mod tests {
             burst: 100_000,
         };
         cfg.max_half_open_per_source = 100_000;
+        cfg.confirmed_max_half_open_per_source = 100_000;
         cfg.max_half_open = 100_000;
         let mut l = SourceLimits::new(cfg.clone());
         let (sent, back) = flood(
