@@ -54,8 +54,12 @@ impl Net {
 
     fn flow(remote: &str) -> Flow {
         Flow {
-            transport: Transport::Udp,
-            remote: remote.parse().unwrap(),
+            transport: if remote.starts_with("tcp:") {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            },
+            remote: remote.trim_start_matches("tcp:").parse().unwrap(),
             local: "192.0.2.1:5060".parse().unwrap(),
             connection: None,
         }
@@ -263,4 +267,65 @@ fn a_pbx_that_acks_at_once_is_not_limited_by_rate_or_budget() {
     assert_eq!(s.dropped_rate + s.dropped_half_open_source, 0, "{s:?}");
     assert_eq!(s.replies_suppressed, 0);
     assert_eq!(s.half_open, 0);
+}
+
+#[test]
+fn retransmissions_cancel_and_in_dialog_requests_are_never_limited() {
+    // Over TCP, so the reply budget (UDP only) does not hide anything.
+    let mut net = Net::new(UaConfig::default());
+    net.auto_answer = false;
+    let peer = "tcp:127.0.0.5:5060";
+    let addr = "127.0.0.5:5060";
+    net.input(peer, &invite(addr, 1));
+    assert_eq!(net.statuses_to(addr), vec![100]);
+    // Empty the source's bucket with OPTIONS.
+    for n in 0..200 {
+        net.input(peer, &options(addr, n));
+    }
+    let answered = net.statuses_to(addr).len() - 1;
+    let burst = UaConfig::default().limits.new_source_rate.burst as usize;
+    assert_eq!(answered, burst - 1, "the INVITE took one token");
+    assert!(net.ua.source_limit_stats().dropped_rate > 0);
+    // A new INVITE is dropped now ...
+    net.input(peer, &invite(addr, 2));
+    assert_eq!(net.offered_from(addr), 1);
+    // ... but the retransmission of the live one is answered,
+    net.input(peer, &invite(addr, 1));
+    let st = net.statuses_to(addr);
+    assert_eq!(st.last(), Some(&100));
+    assert_eq!(st.len(), answered + 2);
+    // and so is its CANCEL (200, then 487 for the INVITE).
+    let cancel = invite(addr, 1)
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let cancel = match cancel.split_once("Content-Type:") {
+        Some((head, _)) => format!("{head}Content-Length: 0\r\n\r\n"),
+        None => cancel,
+    };
+    net.input(peer, &cancel);
+    let st = net.statuses_to(addr);
+    assert_eq!(&st[st.len() - 2..], &[200, 487]);
+    // An in-dialog request from a source over its rate: after the refill
+    // a call is made and ACKed, and its BYE comes from another address
+    // whose bucket is empty (dialogs are matched by their identifiers,
+    // not the source address).
+    net.auto_answer = true;
+    net.advance(Duration::from_secs(10));
+    net.input(peer, &invite(addr, 3));
+    let tag = net.last_2xx_tag.take().expect("answered after the refill");
+    net.input(peer, &ack_for(addr, 3, &tag));
+    let (other, other_addr) = ("tcp:127.0.0.6:5060", "127.0.0.6:5060");
+    for n in 200..400 {
+        net.input(other, &options(other_addr, n));
+    }
+    let before = net.statuses_to(other_addr).len();
+    assert!(before < 200, "the other source's bucket is empty");
+    let bye = ack_for(addr, 3, &tag)
+        .replacen("ACK sip:", "BYE sip:", 1)
+        .replace("CSeq: 1 ACK", "CSeq: 2 BYE")
+        .replace("branch=z9hG4bK-a3", "branch=z9hG4bK-b3");
+    net.input(other, &bye);
+    assert_eq!(net.statuses_to(other_addr).len(), before + 1);
+    assert_eq!(net.statuses_to(other_addr).last(), Some(&200));
+    assert_eq!(net.ua.call_count(), 0);
 }
