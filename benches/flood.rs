@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo bench --bench flood                          # 10,000 INVITEs in about 1 s
-//! cargo bench --bench flood -- --invites 300 --rate 5 # a slow sender: 5/s for 60 s
+//! cargo bench --bench flood -- --invites 300 --rate 5 --probe-ms 3000  # a slow sender: 5/s for 60 s
 //! ```
 //!
 //! Everything it sends goes to loopback, is bounded in count, and stops.
@@ -29,6 +29,8 @@ struct Args {
     /// How long to keep counting what comes back after the last INVITE
     /// (2xx retransmissions end 64·T1 = 32 s after the answer, then BYE).
     tail_secs: u64,
+    /// How often the prober sends OPTIONS.
+    probe_ms: u64,
 }
 
 fn parse_args() -> Args {
@@ -36,6 +38,7 @@ fn parse_args() -> Args {
         invites: 10_000,
         rate: 8_500,
         tail_secs: 70,
+        probe_ms: 250,
     };
     let argv: Vec<String> = std::env::args()
         .skip(1)
@@ -48,6 +51,7 @@ fn parse_args() -> Args {
             "--invites" => a.invites = val(i).map_or(a.invites, |v| v as u32),
             "--rate" => a.rate = val(i).map_or(a.rate, |v| (v as u32).max(1)),
             "--tail" => a.tail_secs = val(i).unwrap_or(a.tail_secs),
+            "--probe-ms" => a.probe_ms = val(i).map_or(a.probe_ms, |v| v.max(10)),
             _ => {}
         }
         i += 1;
@@ -256,12 +260,12 @@ Content-Length: 0\r\n\r\n"
     out
 }
 
-/// OPTIONS from 127.0.0.3 every 250 ms while `stop` is false; returns
+/// OPTIONS from 127.0.0.3 every `every` while `stop` is false; returns
 /// (sent, answered). (A prober that never completes a call is held to the
 /// reply budget of an unproven address: 8 KiB, half of what it sends and
-/// 64 bytes/s, which a probe every few seconds never reaches, and this
-/// one does not within the run.)
-fn probe(server: SocketAddr, stop: Arc<AtomicBool>) -> (u32, u32) {
+/// 128 bytes/s, which a probe every 3 s or slower never exhausts; a
+/// faster one runs out after about 8 KiB of answers.)
+fn probe(server: SocketAddr, every: Duration, stop: Arc<AtomicBool>) -> (u32, u32) {
     let Ok(sock) = UdpSocket::bind("127.0.0.3:0") else {
         return (0, 0);
     };
@@ -285,7 +289,7 @@ Content-Length: 0\r\n\r\n"
         if sock.send_to(msg.as_bytes(), server).is_ok() {
             sent += 1;
         }
-        let until = Instant::now() + Duration::from_millis(250);
+        let until = Instant::now() + every;
         while Instant::now() < until {
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
                 if buf[..n].starts_with(b"SIP/2.0 200") {
@@ -333,7 +337,8 @@ fn main() {
     let probing = Arc::new(AtomicBool::new(false));
     let prober = {
         let s = probing.clone();
-        std::thread::spawn(move || probe(server, s))
+        let every = Duration::from_millis(args.probe_ms);
+        std::thread::spawn(move || probe(server, every, s))
     };
 
     let flood_secs = f64::from(args.invites) / f64::from(args.rate);
@@ -398,7 +403,10 @@ fn main() {
         ),
         _ => println!("legitimate call from 127.0.0.1 during the flood: NOT answered within 10 s"),
     }
-    println!("OPTIONS from 127.0.0.3 during the flood: {probes_answered} of {probes} answered");
+    println!(
+        "OPTIONS from 127.0.0.3 every {} ms during the flood: {probes_answered} of {probes} answered",
+        args.probe_ms
+    );
     println!(
         "returned to the flooder (over {} s): {back_bytes} bytes in {back_datagrams} datagrams = {:.3} bytes per byte received, {:.3} datagrams per datagram",
         args.tail_secs,

@@ -21,7 +21,8 @@
 //!   we send to an address that has not completed a handshake is paid for
 //!   by what it sent: each datagram received credits half its size, plus a
 //!   small starting budget (enough for a first call and a few 2xx
-//!   retransmissions) and a slow refill (enough for an OPTIONS prober).
+//!   retransmissions) and a slow refill (enough for an OPTIONS prober
+//!   every few seconds; a faster one is listed as a known source).
 //!   A replay of requests therefore gets back fewer bytes than it sent.
 //!   Confirmed sources and TCP (whose handshake proves the address) are
 //!   not budgeted.
@@ -128,7 +129,11 @@ impl fmt::Display for IpNet {
     }
 }
 
-/// Higher limits for a known PBX or trunk.
+/// A known PBX, trunk or proxy (a Kamailio that probes with OPTIONS):
+/// it counts as confirmed from its first packet (confirmed rate and
+/// half-open bound, no reply budget), with optional limits of its own.
+/// The operator vouches for the address: a forged packet from it gets an
+/// answer sent to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceOverride {
     pub net: IpNet,
@@ -178,7 +183,7 @@ impl Default for SourceLimitSettings {
             confirmed_max_half_open_per_source: 500,
             max_half_open: 1000,
             reply_budget_bytes: 8192,
-            reply_refill_bytes_per_sec: 64,
+            reply_refill_bytes_per_sec: 128,
             max_sources: 65_536,
             idle_timeout: Duration::from_secs(600),
             log_interval: Duration::from_secs(60),
@@ -515,12 +520,16 @@ impl SourceLimits {
         let rate = override_idx
             .and_then(|i| cfg.overrides.get(i))
             .and_then(|o| o.rate)
-            .unwrap_or(cfg.new_source_rate);
+            .unwrap_or(if override_idx.is_some() {
+                cfg.confirmed_rate
+            } else {
+                cfg.new_source_rate
+            });
         Source {
             tokens: f64::from(rate.burst),
             budget: f64::from(cfg.reply_budget_bytes),
             updated: now,
-            confirmed: false,
+            confirmed: override_idx.is_some(),
             referenced: false,
             created: now,
             override_idx,
@@ -815,17 +824,41 @@ mod tests {
 
     #[test]
     fn an_options_prober_keeps_getting_answers() {
-        // Kamailio's dispatcher probes every 30 s with a ~400 byte OPTIONS
-        // and gets a ~500 byte 200 OK: the refill pays the difference.
+        // A dispatcher probing every 3 s with a ~250 byte OPTIONS gets a
+        // ~450 byte 200 OK: with the default refill it is always answered.
         let t0 = Instant::now();
-        let mut l = SourceLimits::new(settings());
+        let mut l = SourceLimits::new(SourceLimitSettings::default());
         let a = ip("192.0.2.1");
         for i in 0..10_000u32 {
-            let now = t0 + Duration::from_secs(30) * i;
-            l.on_datagram(now, a, 400);
+            let now = t0 + Duration::from_secs(3) * i;
+            l.on_datagram(now, a, 250);
             assert!(l.admit_request(now, a).is_ok());
-            assert!(l.allow_reply(a, 500), "probe {i} answered");
+            assert!(l.allow_reply(a, 450), "probe {i} answered");
         }
+        // Ten times a second it is not, unless it is a listed source.
+        let fast = ip("192.0.2.2");
+        let answered = (0..600u32)
+            .filter(|i| {
+                let now = t0 + Duration::from_millis(100) * *i;
+                l.on_datagram(now, fast, 250);
+                l.admit_request(now, fast).is_ok() && l.allow_reply(fast, 450)
+            })
+            .count();
+        assert!(answered < 600, "{answered}");
+        let mut cfg = SourceLimitSettings::default();
+        cfg.overrides.push(SourceOverride {
+            net: "192.0.2.2".parse().unwrap(),
+            rate: None,
+            max_half_open: None,
+        });
+        let mut l = SourceLimits::new(cfg);
+        for i in 0..600u32 {
+            let now = t0 + Duration::from_millis(100) * i;
+            l.on_datagram(now, fast, 250);
+            assert!(l.admit_request(now, fast).is_ok());
+            assert!(l.allow_reply(fast, 450), "listed probe {i} answered");
+        }
+        assert!(l.is_confirmed(fast));
     }
 
     #[test]
