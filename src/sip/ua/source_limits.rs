@@ -77,6 +77,19 @@ pub enum IpNetError {
 }
 
 impl IpNet {
+    /// Whether this network covers a source: an IPv6 source is a whole
+    /// /64, so a narrower IPv6 network (one host) matches its /64.
+    fn covers(&self, key: SourceKey) -> bool {
+        match self.addr {
+            IpAddr::V6(_) if self.prefix > 64 => IpNet {
+                addr: self.addr,
+                prefix: 64,
+            }
+            .contains(key.0),
+            _ => self.contains(key.0),
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
@@ -516,7 +529,7 @@ impl SourceLimits {
     }
 
     fn fresh(cfg: &SourceLimitSettings, now: Instant, key: SourceKey) -> Source {
-        let override_idx = cfg.overrides.iter().position(|o| o.net.contains(key.0));
+        let override_idx = cfg.overrides.iter().position(|o| o.net.covers(key));
         let rate = override_idx
             .and_then(|i| cfg.overrides.get(i))
             .and_then(|o| o.rate)
@@ -915,6 +928,32 @@ mod tests {
         assert!(l.is_confirmed(a));
         l.on_datagram(t0 + Duration::from_secs(601), a, 100);
         assert!(!l.is_confirmed(a), "confirmation lapses with idleness");
+    }
+
+    #[test]
+    fn an_ipv6_host_listed_alone_gets_its_override() {
+        let t0 = Instant::now();
+        let mut cfg = settings();
+        cfg.overrides.push(SourceOverride {
+            net: "2001:db8:0:7::5".parse().unwrap(),
+            rate: Some(RequestRate {
+                per_sec: 1000,
+                burst: 300,
+            }),
+            max_half_open: None,
+        });
+        let mut l = SourceLimits::new(cfg);
+        let pbx = ip("2001:db8:0:7::5");
+        let admitted = (0..1000)
+            .filter(|_| l.admit_request(t0, pbx).is_ok())
+            .count();
+        assert_eq!(admitted, 300);
+        assert!(l.is_confirmed(pbx));
+        let other = ip("2001:db8:0:8::5");
+        let admitted = (0..1000)
+            .filter(|_| l.admit_request(t0, other).is_ok())
+            .count();
+        assert_eq!(admitted, 20);
     }
 
     #[test]
