@@ -173,7 +173,8 @@ pub struct SourceLimitSettings {
     pub reply_refill_bytes_per_sec: u32,
     /// Sources remembered at once.
     pub max_sources: usize,
-    /// A source unseen this long starts afresh (unconfirmed, full bucket).
+    /// A source unseen this long starts afresh (unconfirmed, full bucket);
+    /// a proof of address (an ACK, an answer) lasts this long.
     pub idle_timeout: Duration,
     /// Drops are logged at most once per source per interval.
     pub log_interval: Duration,
@@ -279,6 +280,11 @@ struct Source {
     /// When tokens and budget were last brought up to date.
     updated: Instant,
     confirmed: bool,
+    /// When the source last proved its address (an ACK, an answer to our
+    /// request): confirmation lapses `idle_timeout` after it, however much
+    /// else arrives meanwhile, so an attacker forging the address of a
+    /// past caller gets that caller's budget back within minutes.
+    proven_at: Instant,
     /// Set when used again after the moment it was created; the eviction
     /// sweep clears it (second chance). A source seen at one instant only
     /// (a spoofed packet) never gets it and is the first to go.
@@ -420,6 +426,7 @@ impl SourceLimits {
     pub fn confirm(&mut self, now: Instant, ip: IpAddr) {
         let key = SourceKey::of(ip);
         let src = self.touch(now, key);
+        src.proven_at = now;
         if src.confirmed {
             return;
         }
@@ -514,6 +521,19 @@ impl SourceLimits {
             .sources
             .entry(key)
             .or_insert_with(|| Self::fresh(&self.cfg, now, key));
+        let lapsed = src.confirmed
+            && src.override_idx.is_none()
+            && now.saturating_duration_since(src.proven_at) >= self.cfg.idle_timeout;
+        if lapsed {
+            src.confirmed = false;
+            src.budget = cap;
+            src.tokens = src.tokens.min(f64::from(self.cfg.new_source_rate.burst));
+        }
+        let rate = if lapsed {
+            self.cfg.new_source_rate
+        } else {
+            rate
+        };
         let dt = now.saturating_duration_since(src.updated).as_secs_f64();
         if dt > 0.0 {
             src.tokens = (src.tokens + dt * f64::from(rate.per_sec)).min(f64::from(rate.burst));
@@ -543,6 +563,7 @@ impl SourceLimits {
             budget: f64::from(cfg.reply_budget_bytes),
             updated: now,
             confirmed: override_idx.is_some(),
+            proven_at: now,
             referenced: false,
             created: now,
             override_idx,
@@ -954,6 +975,30 @@ mod tests {
             .filter(|_| l.admit_request(t0, other).is_ok())
             .count();
         assert_eq!(admitted, 20);
+    }
+
+    #[test]
+    fn confirmation_lapses_after_the_last_proof_however_busy_the_source() {
+        // A caller completed a call; later someone forges its address and
+        // keeps it busy: its exemption from the budget ends ten minutes
+        // after its last ACK, not ten minutes after the last forged packet.
+        let t0 = Instant::now();
+        let mut l = SourceLimits::new(settings());
+        let a = ip("192.0.2.1");
+        l.confirm(t0, a);
+        for s in 0..600u64 {
+            l.on_datagram(t0 + Duration::from_secs(s), a, 100);
+        }
+        assert!(l.is_confirmed(a));
+        assert!(l.allow_reply(a, 100_000), "not budgeted while proven");
+        let later = t0 + Duration::from_secs(601);
+        l.on_datagram(later, a, 100);
+        assert!(!l.is_confirmed(a));
+        assert!(!l.allow_reply(a, 100_000), "budgeted again");
+        // Each new proof extends it.
+        l.confirm(later, a);
+        l.on_datagram(later + Duration::from_secs(599), a, 100);
+        assert!(l.is_confirmed(a));
     }
 
     #[test]
