@@ -1350,7 +1350,8 @@ mod tests {
                 idle_timeout: Duration::from_secs(300),
             }
         );
-        // The commented-out block in the default file is valid as written.
+        // The commented-out block in the default file is valid as written
+        // (only that block: other sections have keys of the same names).
         let keys = [
             "[sip.tcp]",
             "max_connections =",
@@ -1358,11 +1359,19 @@ mod tests {
             "message_timeout_ms =",
             "idle_timeout_secs =",
         ];
+        let mut in_block = false;
         let uncommented: Vec<&str> = DEFAULT_CONFIG
             .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest,
-                _ => l,
+            .map(|l| {
+                if l == "# [sip.tcp]" {
+                    in_block = true;
+                } else if !l.starts_with('#') {
+                    in_block = false;
+                }
+                match l.strip_prefix("# ") {
+                    Some(rest) if in_block && keys.iter().any(|k| rest.starts_with(k)) => rest,
+                    _ => l,
+                }
             })
             .collect();
         let c = parse(&uncommented.join("\n")).unwrap();

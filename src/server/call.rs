@@ -49,6 +49,41 @@ use crate::verify::directory::Participant;
 use crate::verify::otp::Status;
 use crate::verify::service::{Channels, CheckBy, ServiceError, Target, VerifyService};
 
+/// Running out of RTP ports refuses every call until one is free: warn
+/// once every ten seconds with a count, not once a call.
+static NO_PORT_WARNINGS: WarnEvery = WarnEvery::new(Duration::from_secs(10));
+
+/// A warning rate: [`WarnEvery::due`] says when the next warning is due,
+/// and how many occurrences it covers.
+struct WarnEvery {
+    interval: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl WarnEvery {
+    const fn new(interval: Duration) -> WarnEvery {
+        WarnEvery {
+            interval,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one occurrence; returns the count to report when a warning
+    /// is due (the first, then at most one per interval).
+    fn due(&self, now: Instant) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.1 += 1;
+        match s.0 {
+            Some(last) if now.saturating_duration_since(last) < self.interval => None,
+            _ => {
+                let n = s.1;
+                *s = (Some(now), 0);
+                Some(n)
+            }
+        }
+    }
+}
+
 /// What every call task shares.
 pub struct CallEnv {
     pub config: Arc<Config>,
@@ -355,7 +390,10 @@ pub async fn run(
     let (socket, lease) = match bound {
         Ok(b) => b,
         Err(e) => {
-            tracing::warn!(%call_id, error = %e, "no RTP port for the call");
+            tracing::debug!(%call_id, error = %e, "no RTP port for the call");
+            if let Some(refused) = NO_PORT_WARNINGS.due(Instant::now()) {
+                tracing::warn!(error = %e, refused, "calls refused with 503: no RTP port free (widen [rtp] port_range or lower sip.max_calls)");
+            }
             let _ = cmd
                 .send(CallCommand::Reject {
                     call,
@@ -1116,5 +1154,22 @@ async fn run_conference(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_rate_limited_and_count_what_they_cover() {
+        let w = WarnEvery::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(w.due(t0), Some(1));
+        for i in 1..=5 {
+            assert_eq!(w.due(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(w.due(t0 + Duration::from_secs(10)), Some(6));
+        assert_eq!(w.due(t0 + Duration::from_secs(11)), None);
     }
 }
