@@ -553,6 +553,12 @@ impl UserAgent {
     /// Handles a message the shell already framed and parsed (TCP).
     pub fn handle_parsed(&mut self, now: Instant, flow: Flow, parsed: Parsed) {
         match parsed.message {
+            // A broken response cannot be answered; RFC 3261 §18.3 says to
+            // discard one whose body is shorter than its Content-Length,
+            // and one that cannot be framed is no better.
+            Message::Response(_) if parsed.defect.is_some() => {
+                tracing::debug!(peer = %flow.remote, defect = ?parsed.defect, "dropping a malformed response");
+            }
             Message::Response(resp) => self.handle_response(now, &flow, resp),
             Message::Request(req) => match parsed.defect {
                 Some(defect) => {

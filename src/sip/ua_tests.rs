@@ -1667,6 +1667,23 @@ fn message_refused_is_reported() {
     assert_eq!(message_outcomes(&h), vec![(id, 403)]);
 }
 
+#[test]
+fn a_response_with_a_broken_content_length_is_discarded() {
+    // RFC 3261 §18.3: a response whose Content-Length is larger than what
+    // arrived (or malformed) is discarded, not acted on with a cut body.
+    let mut h = Harness::new(Transport::Udp);
+    let id = send_message(&mut h, None);
+    let m = h.last_of(Method::Message);
+    for length in ["Content-Length: 999", "Content-Length: x1", "l: 1\nl: 2"] {
+        let broken = reply_to(&m, 403, "Forbidden", Some("x"), "", None)
+            .replace("Content-Length: 0", length);
+        h.input(&broken);
+        assert!(message_outcomes(&h).is_empty(), "{length}: acted on");
+    }
+    h.reply(&m, 403, "Forbidden", Some("x"), "", None);
+    assert_eq!(message_outcomes(&h), vec![(id, 403)]);
+}
+
 fn registration(h: &Harness, expires: u32) -> Registration {
     Registration {
         registrar_uri: "sip:trunk.example.com".into(),
