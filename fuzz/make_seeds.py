@@ -144,6 +144,8 @@ STANDALONE = {
                                 "Accept: application/sdp", "Require: timer",
                                 "Date: Sat, 13 Nov 2010 23:29:00 GMT", "Expires: 60")),
     "invite_late_offer": invite(body=b""),
+    "invite_utf8": invite(extra=("Subject: R\u00e9union \u20ac\U0001F600",)).replace(
+        b'"Alice"', '"Jos\u00e9 M\u00fcller"'.encode()),
     "invite_v6_hold": invite(body=OFFER_V6_HOLD, peer="[2001:db8::7]:5062"),
     "ack": in_dialog("ACK", 1, "z9hG4bK-2", tag="abc123"),
     "bye": in_dialog("BYE", 2, "z9hG4bK-3", tag="abc123"),
