@@ -3,15 +3,21 @@
 //! registrar), with the Authorization we compute from them.
 //!
 //! Input: the first line is a Content-Type, the rest an INFO body; the
-//! same input's lines are also challenge header values (byte 0's low bit
-//! says 401 or 407).
+//! same input's lines are also challenge header values. Byte 0 picks the
+//! client's setup: bit 0 answers a 407 (else a 401), bit 1 restricts the
+//! credentials to the realm `trunk.example.net` (`[trunk] realm`), bits 2-3
+//! pick the strongest algorithm the peer offered before (the downgrade
+//! floor: none, MD5, SHA-256, SHA-512-256).
 //!
 //! Properties checked beyond "no panic":
 //! - a DTMF key read from an INFO body is a DTMF key, and the body we
 //!   would write for it reads back as the same key and duration;
 //! - the Authorization value built from a parsed challenge carries that
 //!   challenge's realm, nonce, opaque and algorithm, quoted so that they
-//!   read back unchanged.
+//!   read back unchanged;
+//! - a challenge chosen under a policy is for the required realm and at
+//!   least as strong as the floor; the digest client reports the algorithm
+//!   it will answer with, never one weaker than the floor.
 
 #![no_main]
 
@@ -19,15 +25,15 @@ use libfuzzer_sys::fuzz_target;
 use pinbridge::media::dtmf::info::{is_dtmf_content_type, parse_info};
 use pinbridge::media::dtmf::KEYS;
 use pinbridge::sip::auth::{
-    authorization, choose, parse_challenge, parse_challenges, Credentials, DigestClient,
-    DigestInput,
+    authorization, choose, choose_with, parse_challenge, parse_challenges, Algorithm,
+    ChallengePolicy, Credentials, DigestClient, DigestInput,
 };
 use pinbridge::sip::message::Headers;
 
 fuzz_target!(|data: &[u8]| {
     info(data);
     if let Ok(text) = std::str::from_utf8(data) {
-        digest(data.first().is_some_and(|b| b & 1 == 1), text);
+        digest(data.first().copied().unwrap_or(0), text);
     }
 });
 
@@ -59,7 +65,19 @@ fn info(data: &[u8]) {
     }
 }
 
-fn digest(proxy: bool, text: &str) {
+/// The realm a `[trunk] realm` setting would require.
+const REALM: &str = "trunk.example.net";
+
+fn digest(setup: u8, text: &str) {
+    let proxy = setup & 1 == 1;
+    let realm = (setup & 2 == 2).then_some(REALM);
+    let floor = [
+        None,
+        Some(Algorithm::Md5),
+        Some(Algorithm::Sha256),
+        Some(Algorithm::Sha512_256),
+    ][usize::from((setup >> 2) & 3)];
+
     let values: Vec<&str> = text.lines().collect();
     for v in &values {
         for r in parse_challenges(v) {
@@ -68,10 +86,8 @@ fn digest(proxy: bool, text: &str) {
             }
         }
     }
-    let creds = Credentials {
-        username: "pinbridge\"\\user".into(),
-        password: "secret".into(),
-    };
+    let mut creds = Credentials::new("pinbridge\"\\user", "secret");
+    creds.realm = realm.map(str::to_string);
     if let Ok(ch) = choose(values.iter().copied()) {
         let input = DigestInput {
             method: "INVITE",
@@ -89,6 +105,25 @@ fn digest(proxy: bool, text: &str) {
         assert_eq!(back.opaque, ch.opaque, "opaque changed in {value}");
         assert_eq!(back.algorithm, ch.algorithm, "algorithm changed in {value}");
     }
+    let policy = ChallengePolicy { realm, floor };
+    match choose_with(values.iter().copied(), policy) {
+        Ok(ch) => {
+            if let Some(want) = realm {
+                assert_eq!(ch.realm, want, "a challenge for another realm was chosen");
+            }
+            if let Some(floor) = floor {
+                assert!(
+                    ch.algorithm.strength() >= floor.strength(),
+                    "{} chosen below the floor {floor}",
+                    ch.algorithm
+                );
+            }
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+
     let (status, name) = if proxy {
         (407, "Proxy-Authenticate")
     } else {
@@ -99,9 +134,23 @@ fn digest(proxy: bool, text: &str) {
         headers.push(name, *v);
     }
     let mut client = DigestClient::new(creds);
+    let mut floor = floor;
     for _ in 0..3 {
-        if client.on_challenge(status, &headers).is_err() {
-            break;
+        match client.on_challenge(status, &headers, floor) {
+            Ok(answered) => {
+                if let Some(f) = floor {
+                    assert!(
+                        answered.strength() >= f.strength(),
+                        "answered {answered} below the floor {f}"
+                    );
+                }
+                // As the user agent does: the peer's floor rises to what it offered.
+                floor = Some(answered);
+            }
+            Err(e) => {
+                let _ = e.to_string();
+                break;
+            }
         }
         let _ = client.headers("REGISTER", "sip:example.com", "0a4f113b");
     }

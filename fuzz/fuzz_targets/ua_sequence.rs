@@ -255,7 +255,11 @@ impl Harness {
                     domain: "example.com".into(),
                     flow,
                     expires: u32::try_from(expires).unwrap_or(u32::MAX),
-                    credentials: Some(credentials()),
+                    // As with `[trunk] realm` set: other realms are refused.
+                    credentials: Some(Credentials {
+                        realm: Some("trunk.example.net".into()),
+                        ..credentials()
+                    }),
                 };
                 if let Ok(id) = self.ua.register(self.now, registration) {
                     remember(&mut self.registrations, id);
@@ -464,10 +468,7 @@ fn local_media(at: SocketAddr) -> LocalMedia {
 }
 
 fn credentials() -> Credentials {
-    Credentials {
-        username: "pinbridge".into(),
-        password: "secret".into(),
-    }
+    Credentials::new("pinbridge", "secret")
 }
 
 /// Up to two decimal numbers, separated by anything that is not a digit.
