@@ -17,6 +17,7 @@ pub mod fault;
 pub mod http;
 pub mod ivr;
 pub mod media;
+pub mod net;
 pub mod server;
 pub mod sip;
 pub mod store;

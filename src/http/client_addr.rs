@@ -1,8 +1,7 @@
 //! Who a request comes from, for the per-client limits.
 //!
-//! A client is an IPv4 address or an IPv6 /64: one subscriber usually has
-//! a whole /64 (often much more), so counting IPv6 addresses one by one
-//! would give an attacker 2^64 fresh clients for free.
+//! A client is counted as a [`SourceKey`](crate::net::SourceKey): an IPv4
+//! address or an IPv6 /64.
 //!
 //! Behind a reverse proxy every connection comes from the proxy, so the
 //! client is taken from `X-Forwarded-For`, but only when the connection
@@ -11,39 +10,9 @@
 //! the client, since each proxy appends the address it received from and
 //! everything to the left of that was written by the client.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use axum::http::HeaderMap;
-
-/// The unit the per-client limits count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientKey {
-    V4(Ipv4Addr),
-    /// The upper 64 bits of an IPv6 address.
-    V6Net(u64),
-}
-
-impl ClientKey {
-    pub fn of(ip: IpAddr) -> ClientKey {
-        match ip {
-            IpAddr::V4(a) => ClientKey::V4(a),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => ClientKey::V4(v4),
-                None => ClientKey::V6Net((u128::from(a) >> 64) as u64),
-            },
-        }
-    }
-}
-
-impl fmt::Display for ClientKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientKey::V4(a) => write!(f, "{a}"),
-            ClientKey::V6Net(n) => write!(f, "{}/64", Ipv6Addr::from(u128::from(*n) << 64)),
-        }
-    }
-}
 
 /// Longest `X-Forwarded-For` looked at: a client can make the header as
 /// long as the body limit allows, and only its right end matters.
@@ -123,25 +92,6 @@ mod tests {
             h.append("x-forwarded-for", v.parse().unwrap());
         }
         h
-    }
-
-    #[test]
-    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
-        let a = ClientKey::of(ip("2001:db8:1:2:aaaa::1"));
-        let b = ClientKey::of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"));
-        let c = ClientKey::of(ip("2001:db8:1:3::1"));
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
-        assert_eq!(
-            ClientKey::of(ip("::ffff:192.0.2.7")),
-            ClientKey::of(ip("192.0.2.7"))
-        );
-        assert_ne!(
-            ClientKey::of(ip("192.0.2.7")),
-            ClientKey::of(ip("192.0.2.8"))
-        );
-        assert_eq!(ClientKey::of(ip("192.0.2.7")).to_string(), "192.0.2.7");
     }
 
     #[test]

@@ -12,7 +12,6 @@
 
 pub mod auth;
 pub mod client_addr;
-pub mod conn_limit;
 pub mod error;
 pub mod extract;
 pub mod join;

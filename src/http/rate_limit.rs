@@ -1,4 +1,4 @@
-//! Per-client request rates: one token bucket per [`ClientKey`], sans-I/O
+//! Per-client request rates: one token bucket per [`SourceKey`], sans-I/O
 //! (time comes in as a parameter).
 //!
 //! Memory is bounded: at most `capacity` clients are remembered, and a new
@@ -11,8 +11,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::client_addr::ClientKey;
 use crate::config::otp::RateLimit;
+use crate::net::SourceKey;
 
 /// Clients remembered per limiter (about 50 bytes each).
 pub const DEFAULT_CAPACITY: usize = 16_384;
@@ -39,10 +39,10 @@ pub struct RateLimiter {
     burst: f64,
     per_sec: f64,
     capacity: usize,
-    buckets: HashMap<ClientKey, Bucket>,
+    buckets: HashMap<SourceKey, Bucket>,
     /// Clients in the order they were first seen: the eviction order.
     /// Holds exactly the keys of `buckets`.
-    order: VecDeque<ClientKey>,
+    order: VecDeque<SourceKey>,
 }
 
 impl RateLimiter {
@@ -58,7 +58,7 @@ impl RateLimiter {
 
     /// Takes a token for `client` at `now`, or says how long until one is
     /// there.
-    pub fn check(&mut self, client: ClientKey, now: Instant) -> Verdict {
+    pub fn check(&mut self, client: SourceKey, now: Instant) -> Verdict {
         let (burst, per_sec) = (self.burst, self.per_sec);
         let bucket = match self.buckets.get_mut(&client) {
             Some(b) => {
@@ -106,8 +106,8 @@ mod tests {
     use super::*;
     use std::net::{IpAddr, Ipv4Addr};
 
-    fn v4(n: u32) -> ClientKey {
-        ClientKey::of(IpAddr::V4(Ipv4Addr::from(n)))
+    fn v4(n: u32) -> SourceKey {
+        SourceKey::of(IpAddr::V4(Ipv4Addr::from(n)))
     }
 
     fn limiter(per_minute: u32, burst: u32) -> RateLimiter {
@@ -232,12 +232,12 @@ mod tests {
         let a: IpAddr = "2001:db8:0:1::1".parse().unwrap();
         let b: IpAddr = "2001:db8:0:1::2".parse().unwrap();
         let c: IpAddr = "2001:db8:0:2::1".parse().unwrap();
-        assert_eq!(l.check(ClientKey::of(a), t0), Verdict::Allowed);
-        assert_eq!(l.check(ClientKey::of(b), t0), Verdict::Allowed);
+        assert_eq!(l.check(SourceKey::of(a), t0), Verdict::Allowed);
+        assert_eq!(l.check(SourceKey::of(b), t0), Verdict::Allowed);
         assert!(matches!(
-            l.check(ClientKey::of(b), t0),
+            l.check(SourceKey::of(b), t0),
             Verdict::Limited { .. }
         ));
-        assert_eq!(l.check(ClientKey::of(c), t0), Verdict::Allowed);
+        assert_eq!(l.check(SourceKey::of(c), t0), Verdict::Allowed);
     }
 }

@@ -41,11 +41,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::client_addr::{client_ip, ClientKey};
-use super::conn_limit::ConnectionCounts;
+use super::client_addr::client_ip;
 use super::error::{wait_text, ApiError};
 use super::rate_limit::{RateLimiter, Verdict, DEFAULT_CAPACITY};
 use crate::config::otp::HttpLimits;
+use crate::net::{ConnectionCounts, SourceKey};
 
 /// Largest request head (request line and headers) read; a larger one is
 /// answered 431. Bounds the memory one connection can make us hold.
@@ -85,7 +85,7 @@ impl Shared {
     }
 
     /// Over a rate limit: how long until the client may come back.
-    fn rate_limited(&self, client: ClientKey, path: &str, now: Instant) -> Option<Duration> {
+    fn rate_limited(&self, client: SourceKey, path: &str, now: Instant) -> Option<Duration> {
         let mut wait = None;
         let join = path.starts_with(JOIN_API_PREFIX);
         let limiters = [Some(&self.rate), join.then_some(&self.join_rate)];
@@ -101,7 +101,7 @@ impl Shared {
 /// A connection's place in the counts, given back when it ends.
 struct Counted {
     shared: Arc<Shared>,
-    client: ClientKey,
+    client: SourceKey,
 }
 
 impl Drop for Counted {
@@ -163,7 +163,7 @@ impl HttpServer {
                 },
                 () = &mut shutdown => break,
             };
-            let client = ClientKey::of(peer.ip());
+            let client = SourceKey::of(peer.ip());
             let exempt = shared.is_trusted_proxy(peer.ip());
             if let Err(refused) = lock(&shared.connections).open(client, exempt) {
                 // Closed unread: a client over its share gets nothing to
@@ -264,7 +264,7 @@ async fn guard_request(State(shared): State<Arc<Shared>>, req: Request, next: Ne
         return next.run(req).await;
     };
     let ip = client_ip(peer.ip(), req.headers(), &shared.limits.trusted_proxies);
-    let client = ClientKey::of(ip);
+    let client = SourceKey::of(ip);
     if let Some(wait) = shared.rate_limited(client, req.uri().path(), Instant::now()) {
         tracing::debug!(%client, path = %req.uri().path(), "HTTP request over the rate limit");
         return rate_limited(wait);

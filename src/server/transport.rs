@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::net::{ConnectionCounts, Refused, SourceKey};
 use crate::sip::flow::ConnectionId;
 use crate::sip::message::{Framed, ParseError, Parsed, StreamFramer, MAX_MESSAGE_SIZE};
 
@@ -128,113 +129,34 @@ pub struct ConnTimeouts {
     pub idle: Duration,
 }
 
-/// Why a new connection was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
-    #[error("its source address already has the most connections allowed")]
-    PerSource,
-    #[error("the server already has the most connections allowed")]
-    Total,
-}
-
-/// Counts open accepted connections, in total and per source, against the
-/// caps. IPv6 sources count by /64: one host usually holds a whole /64 and
-/// could otherwise open its quota from every address in it.
-#[derive(Debug)]
-pub struct ConnectionTable {
-    max_total: usize,
-    max_per_source: usize,
-    total: usize,
-    per_source: HashMap<IpAddr, usize>,
-}
-
-impl ConnectionTable {
-    pub fn new(max_total: usize, max_per_source: usize) -> Self {
-        ConnectionTable {
-            max_total,
-            max_per_source,
-            total: 0,
-            per_source: HashMap::new(),
-        }
-    }
-
-    /// The key `ip` counts under.
-    pub fn source_of(ip: IpAddr) -> IpAddr {
-        match ip.to_canonical() {
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(bits.into())
-            }
-            v4 => v4,
-        }
-    }
-
-    /// Counts a new connection from `ip`, or says which cap it is over.
-    pub fn try_open(&mut self, ip: IpAddr) -> Result<(), Refused> {
-        let source = Self::source_of(ip);
-        let from_source = self.per_source.get(&source).copied().unwrap_or(0);
-        if from_source >= self.max_per_source {
-            return Err(Refused::PerSource);
-        }
-        if self.total >= self.max_total {
-            return Err(Refused::Total);
-        }
-        self.per_source.insert(source, from_source + 1);
-        self.total += 1;
-        Ok(())
-    }
-
-    /// Forgets a connection counted by `try_open(ip)`.
-    pub fn close(&mut self, ip: IpAddr) {
-        let source = Self::source_of(ip);
-        if let Some(n) = self.per_source.get_mut(&source) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_source.remove(&source);
-            }
-            self.total = self.total.saturating_sub(1);
-        }
-    }
-
-    pub fn open(&self) -> usize {
-        self.total
-    }
-
-    pub fn open_from(&self, ip: IpAddr) -> usize {
-        self.per_source
-            .get(&Self::source_of(ip))
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-/// A connection's place in the [`ConnectionTable`], given back on drop
+/// A connection's place in the [`ConnectionCounts`], given back on drop
 /// (however the connection task ends).
 #[derive(Debug)]
 pub struct ConnectionSlot {
-    table: Arc<Mutex<ConnectionTable>>,
-    ip: IpAddr,
+    table: Arc<Mutex<ConnectionCounts>>,
+    source: SourceKey,
 }
 
 impl ConnectionSlot {
-    pub fn acquire(table: &Arc<Mutex<ConnectionTable>>, ip: IpAddr) -> Result<Self, Refused> {
-        lock(table).try_open(ip)?;
+    pub fn acquire(table: &Arc<Mutex<ConnectionCounts>>, ip: IpAddr) -> Result<Self, Refused> {
+        let source = SourceKey::of(ip);
+        lock(table).open(source, false)?;
         Ok(ConnectionSlot {
             table: table.clone(),
-            ip,
+            source,
         })
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        lock(&self.table).close(self.ip);
+        lock(&self.table).close(self.source);
     }
 }
 
 /// The table even if a thread panicked holding it: the counts are updated
 /// in single steps, so they are consistent.
-fn lock(table: &Mutex<ConnectionTable>) -> std::sync::MutexGuard<'_, ConnectionTable> {
+fn lock(table: &Mutex<ConnectionCounts>) -> std::sync::MutexGuard<'_, ConnectionCounts> {
     table
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -249,7 +171,7 @@ struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn refused(&mut self, now: Instant, peer: SocketAddr, why: Refused, table: &ConnectionTable) {
+    fn refused(&mut self, now: Instant, peer: SocketAddr, why: Refused, table: &ConnectionCounts) {
         self.unreported += 1;
         tracing::debug!(%peer, reason = %why, "TCP connection refused");
         if self
@@ -262,8 +184,8 @@ impl RefusalLog {
             %peer,
             reason = %why,
             refused = self.unreported,
-            open = table.open(),
-            from_peer = table.open_from(peer.ip()),
+            open = table.total(),
+            from_peer = table.from(SourceKey::of(peer.ip())),
             "TCP connections refused over the [sip.tcp] limits"
         );
         self.last = Some(now);
@@ -277,7 +199,7 @@ pub async fn run_tcp_listener(
     tx: mpsc::Sender<NetInput>,
     limits: TcpLimits,
 ) {
-    let table = Arc::new(Mutex::new(ConnectionTable::new(
+    let table = Arc::new(Mutex::new(ConnectionCounts::new(
         limits.max_connections,
         limits.max_per_source,
     )));
@@ -575,51 +497,8 @@ mod tests {
     }
 
     #[test]
-    fn the_table_caps_each_source_and_the_total() {
-        let mut t = ConnectionTable::new(5, 3);
-        for _ in 0..3 {
-            t.try_open(ip("192.0.2.1")).unwrap();
-        }
-        assert_eq!(t.try_open(ip("192.0.2.1")), Err(Refused::PerSource));
-        t.try_open(ip("192.0.2.2")).unwrap();
-        t.try_open(ip("192.0.2.3")).unwrap();
-        assert_eq!(t.try_open(ip("192.0.2.4")), Err(Refused::Total));
-        assert_eq!((t.open(), t.open_from(ip("192.0.2.1"))), (5, 3));
-        t.close(ip("192.0.2.1"));
-        assert_eq!(t.try_open(ip("192.0.2.4")), Ok(()));
-        // Closing what was never opened changes nothing.
-        t.close(ip("198.51.100.9"));
-        assert_eq!(t.open(), 5);
-        for a in [
-            "192.0.2.1",
-            "192.0.2.1",
-            "192.0.2.2",
-            "192.0.2.3",
-            "192.0.2.4",
-        ] {
-            t.close(ip(a));
-        }
-        assert_eq!(t.open(), 0);
-        assert!(t.per_source.is_empty(), "no entry left behind per source");
-    }
-
-    #[test]
-    fn ipv6_sources_count_by_64_and_mapped_ipv4_as_ipv4() {
-        let mut t = ConnectionTable::new(100, 2);
-        t.try_open(ip("2001:db8:1:2::1")).unwrap();
-        t.try_open(ip("2001:db8:1:2:ffff::9")).unwrap();
-        assert_eq!(
-            t.try_open(ip("2001:db8:1:2:abcd::1")),
-            Err(Refused::PerSource)
-        );
-        t.try_open(ip("2001:db8:1:3::1")).unwrap();
-        t.try_open(ip("::ffff:192.0.2.1")).unwrap();
-        assert_eq!(t.open_from(ip("192.0.2.1")), 1);
-    }
-
-    #[test]
     fn a_slot_is_given_back_when_dropped() {
-        let table = Arc::new(Mutex::new(ConnectionTable::new(1, 1)));
+        let table = Arc::new(Mutex::new(ConnectionCounts::new(1, 1)));
         let slot = ConnectionSlot::acquire(&table, ip("192.0.2.1")).unwrap();
         assert!(ConnectionSlot::acquire(&table, ip("192.0.2.2")).is_err());
         drop(slot);
@@ -642,7 +521,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_connection_task_still_releases_socket_and_slot() {
         let (server, mut client) = tcp_pair().await;
-        let table = Arc::new(Mutex::new(ConnectionTable::new(10, 10)));
+        let table = Arc::new(Mutex::new(ConnectionCounts::new(10, 10)));
         let slot = ConnectionSlot::acquire(&table, ip("127.0.0.1")).unwrap();
         let (tx, mut rx) = mpsc::channel(8);
         let (wtx, wrx) = mpsc::channel::<Bytes>(8);
@@ -674,7 +553,7 @@ mod tests {
             .await
             .expect("the server side closes within 10 s");
         assert!(matches!(read, Ok(0) | Err(_)), "EOF, got {read:?}");
-        assert_eq!(lock(&table).open(), 0, "the slot is free again");
+        assert_eq!(lock(&table).total(), 0, "the slot is free again");
         drop(wtx);
     }
 }

@@ -1,10 +1,12 @@
 //! What a failure is counted against: a caller as a keyed hash of its
 //! caller ID, a source address (per /64 for IPv6).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::net::SourceKey;
 
 /// Caller IDs that mean "withheld". Every caller that withholds its number
 /// would otherwise share one key with all the others everywhere (or, with an
@@ -93,19 +95,10 @@ fn is_anonymous(caller: &str) -> bool {
     caller.is_empty() || ANONYMOUS_IDS.iter().any(|a| caller.eq_ignore_ascii_case(a))
 }
 
-/// The address an IP failure is counted against. IPv4-mapped IPv6 (from a
-/// dual-stack socket) is the IPv4 address it maps, so one host is one key
-/// whichever socket it reached. Other IPv6 addresses count per /64: a single
-/// subscriber is routinely given a whole /64, so counting per address would
-/// hand an attacker 2^64 fresh keys.
+/// The address an IP failure is counted against: the [`SourceKey`]'s
+/// address (IPv4, or the first address of an IPv6 /64).
 pub fn ip_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !u128::from(u64::MAX);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
-        v4 => v4,
-    }
+    SourceKey::of(ip).ip()
 }
 
 #[cfg(test)]

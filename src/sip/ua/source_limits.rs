@@ -39,9 +39,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+
+use crate::net::SourceKey;
 
 /// Share of each received datagram's size credited to the reply budget
 /// of an unconfirmed source. Below 1, so no replay of requests can get
@@ -85,8 +87,8 @@ impl IpNet {
                 addr: self.addr,
                 prefix: 64,
             }
-            .contains(key.0),
-            _ => self.contains(key.0),
+            .contains(key.ip()),
+            _ => self.contains(key.ip()),
         }
     }
 
@@ -242,33 +244,6 @@ pub struct SourceLimitStats {
     pub sources: usize,
     /// INVITEs offered or answered and not yet ACKed now.
     pub half_open: u32,
-}
-
-/// The address a source is counted as: IPv4-mapped IPv6 as the IPv4
-/// address, other IPv6 per /64 (a subscriber can rotate through its /64
-/// for free).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SourceKey(IpAddr);
-
-impl SourceKey {
-    pub fn of(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !u128::from(u64::MAX);
-                SourceKey(IpAddr::V6(Ipv6Addr::from(prefix)))
-            }
-            v4 => SourceKey(v4),
-        }
-    }
-}
-
-impl fmt::Display for SourceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V6(v6) => write!(f, "{v6}/64"),
-            v4 => write!(f, "{v4}"),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -924,7 +899,7 @@ mod tests {
         let mut l = SourceLimits::new(settings());
         let admitted = (0..100u16)
             .filter(|i| {
-                let a = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, *i));
+                let a = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, *i));
                 l.admit_request(t0, a).is_ok()
             })
             .count();
