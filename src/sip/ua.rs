@@ -992,7 +992,7 @@ impl UserAgent {
             let has_tag = NameAddr::parse("To", t)
                 .ok()
                 .is_some_and(|na| na.tag().is_some());
-            let tag = self.random_token_immut();
+            let tag = self.random_token();
             r.headers.push(
                 "To",
                 if has_tag {
@@ -1013,12 +1013,6 @@ impl UserAgent {
         }
         tracing::debug!(peer = %flow.remote, status = reply.status, reason = %r.reason, "rejecting malformed request");
         self.send(dest, r.to_bytes());
-    }
-
-    /// A tag for stateless replies where `&mut self` is already borrowed
-    /// elsewhere; derived from the id counter, unique per process.
-    fn random_token_immut(&self) -> String {
-        format!("pb{:x}", self.next_id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
     // ------------------------------------------------------------------

@@ -1975,3 +1975,29 @@ fn random_responses_never_panic_the_client() {
     assert!(answered_rounds > 10, "{answered_rounds} answered");
     assert!(registered_rounds > 10, "{registered_rounds} registered");
 }
+
+#[test]
+fn stateless_replies_get_a_fresh_to_tag_each() {
+    // Two requests whose headers do not all parse are answered without a
+    // transaction; each answer needs its own random To tag (RFC 3261
+    // §19.3), not one derived from a counter that such replies never move.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sip-torture");
+    let mut h = Harness::new(Transport::Udp);
+    for name in ["scalar02", "ncl", "scalar02"] {
+        let bytes = std::fs::read(dir.join(format!("{name}.dat"))).expect("torture fixture");
+        h.input_bytes(&bytes);
+    }
+    let tags: Vec<String> = h
+        .responses()
+        .iter()
+        .map(|r| {
+            let to = r.headers.get("To").expect("a To header");
+            to.split("tag=").nth(1).expect("a To tag").to_string()
+        })
+        .collect();
+    assert_eq!(tags.len(), 3, "{:?}", h.statuses());
+    assert!(
+        tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
+        "{tags:?}"
+    );
+}
