@@ -642,7 +642,8 @@ async fn run_ivr(
                     };
                     held = v.give_or_hold(&mut accepted, ivr);
                 }
-                // Routed only once the verification service is wired in.
+                // Sent in the background by the verification service, which
+                // runs whenever a conference uses a one-time passcode flow.
                 Output::SendOtp => send_otp(env, route, otp, &sip.call_id),
                 Output::EnqueueCallerName => {
                     if let Some(p) = caller_name_prompt(env, otp).await {
