@@ -32,12 +32,12 @@ gcc -O2 -Wall -Wextra -o "$bin" "$here/dtmf_rx_file.c" -lspandsp
 cd "$root"
 rm -f "$dir"/*.spandsp
 echo "compare.sh: generating and dumping the material to $dir" >&2
-DTMF_DUMP_DIR="$dir" cargo test --release --test dtmf_accuracy -- --ignored --nocapture >/dev/null
+DTMF_DUMP_DIR="$dir" cargo bench --bench dtmf_accuracy >/dev/null
 n=0
 for raw in "$dir"/*.raw; do
     "$bin" "$raw" >"${raw%.raw}.spandsp"
     n=$((n + 1))
 done
 echo "compare.sh: spandsp ran on $n sets" >&2
-DTMF_DUMP_DIR="$dir" cargo test --release --test dtmf_accuracy -- --ignored --nocapture 2>&1 |
+DTMF_DUMP_DIR="$dir" cargo bench --bench dtmf_accuracy 2>&1 |
     sed -n '/^criterion/,/^$/p'

@@ -71,7 +71,7 @@
 //!
 //! # Measured
 //!
-//! `cargo test --release --test dtmf_accuracy -- --ignored --nocapture`
+//! `cargo bench --bench dtmf_accuracy`
 //! prints the Q.24, talk-off and buried-digit figures, and
 //! `benches/spandsp/compare.sh` prints spandsp's `dtmf_rx` beside them on
 //! the same material; `cargo bench --bench dtmf` measures the cost per
