@@ -16,7 +16,7 @@ use common::dtmf::{heard_prompts, prompt_ids, send_slots, wait_for_prompt, RtpSt
 use common::process::TempDir;
 use common::rtp::RtpRecorder;
 use common::server::TestServer;
-use common::ua::{offer_sdp, Call, Direction, InviteOptions, TestUa};
+use common::ua::{phone_offer, Call, InviteOptions, TestUa};
 use common::webhook::SmsGateway;
 use pinbridge::config::otp::{ChannelKind, ConferenceFlow, ParticipantSettings, WebhookSettings};
 use pinbridge::config::Config;
@@ -39,29 +39,13 @@ struct Caller {
 async fn try_dial(server: SocketAddr, from: &str, headers: &[(&str, &str)]) -> Result<Caller, u16> {
     let mut ua = TestUa::udp(server).await.expect("SIP socket");
     let rec = RtpRecorder::bind().await.expect("RTP socket");
-    let sdp = offer_sdp(
-        rec.port(),
-        &[(0, "PCMU/8000")],
-        Some(101),
-        Direction::SendRecv,
-    );
-    let mut opts = InviteOptions::new("100").with_sdp(sdp);
+    let mut opts = InviteOptions::new("100").with_sdp(phone_offer(rec.port()));
     opts.from_user = from.into();
     for (name, value) in headers {
         opts = opts.with_header(name, value);
     }
-    let mut call = ua.invite(opts).await.expect("INVITE sent");
-    let r = ua
-        .expect_final(&mut call, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("{from}: no final response: {e}"));
-    let status = r.status().unwrap_or(0);
-    if status != 200 {
-        let _ = ua.ack(&mut call, None).await;
-        return Err(status);
-    }
-    let to = call.answer_sdp().expect("SDP answer").rtp_addr();
-    ua.ack(&mut call, None).await.expect("ACK sent");
+    let (call, answer) = ua.place_call(opts, Duration::from_secs(10)).await?;
+    let to = answer.rtp_addr();
     Ok(Caller {
         name: from.into(),
         ua,

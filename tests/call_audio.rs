@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::g711;
 use common::rtp::RtpRecorder;
 use common::server::{prompt_samples, TestServer, ECHO};
-use common::ua::{offer_sdp, Direction, InviteOptions, TestUa};
+use common::ua::{offer_sdp, phone_offer, Direction, InviteOptions, TestUa};
 use pinbridge::ivr::prompts::PromptId;
 
 async fn call_and_record(
@@ -21,18 +21,9 @@ async fn call_and_record(
 ) -> (RtpRecorder, common::sipmsg::Msg) {
     let rec = RtpRecorder::bind().await.expect("rtp socket");
     let sdp = offer_sdp(rec.port(), &[(pt, name)], Some(101), Direction::SendRecv);
-    let mut call = ua
-        .invite(InviteOptions::new(ECHO).with_sdp(sdp))
-        .await
-        .expect("invite sent");
-    let ok = ua
-        .expect_final(&mut call, Duration::from_secs(5))
-        .await
-        .expect("final response");
-    assert_eq!(ok.status(), Some(200));
-    let answer = call.answer_sdp().expect("SDP answer");
+    let opts = InviteOptions::new(ECHO).with_sdp(sdp);
+    let (_call, answer) = ua.answered_call(opts, Duration::from_secs(5)).await;
     assert_eq!(answer.pts[0], pt, "the codec we offered is chosen");
-    ua.ack(&mut call, None).await.expect("ack");
     // The flow ends with the server's BYE.
     let bye = ua
         .recv_request(Duration::from_secs(20))
@@ -109,20 +100,8 @@ async fn caller_may_hang_up_mid_prompt() {
     let server = TestServer::start().await;
     let mut ua = TestUa::udp(server.sip).await.unwrap();
     let rec = RtpRecorder::bind().await.unwrap();
-    let sdp = offer_sdp(
-        rec.port(),
-        &[(0, "PCMU/8000")],
-        Some(101),
-        Direction::SendRecv,
-    );
-    let mut call = ua
-        .invite(InviteOptions::new(ECHO).with_sdp(sdp))
-        .await
-        .unwrap();
-    ua.expect_final(&mut call, Duration::from_secs(5))
-        .await
-        .unwrap();
-    ua.ack(&mut call, None).await.unwrap();
+    let opts = InviteOptions::new(ECHO).with_sdp(phone_offer(rec.port()));
+    let (mut call, _) = ua.answered_call(opts, Duration::from_secs(5)).await;
     assert!(rec.wait_for_packets(10, Duration::from_secs(2)).await);
     let tx = ua.bye(&mut call).await.unwrap();
     let r = ua

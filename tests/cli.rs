@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::process::{free_port, pinbridge_config, write_tone_wav, Pinbridge, TempDir};
 use common::rtp::RtpRecorder;
-use common::ua::{offer_sdp, Direction, InviteOptions, TestUa};
+use common::ua::{phone_offer, InviteOptions, TestUa};
 use pinbridge::config::DEFAULT_CONFIG;
 
 fn check_config(path: &std::path::Path) -> Output {
@@ -180,22 +180,8 @@ async fn signal_during_call_hangs_up_and_exits_cleanly(sig: &str) {
 
     let mut ua = TestUa::udp(pb.sip).await.expect("test UA");
     let rec = RtpRecorder::bind().await.expect("RTP socket");
-    let sdp = offer_sdp(
-        rec.port(),
-        &[(0, "PCMU/8000")],
-        Some(101),
-        Direction::SendRecv,
-    );
-    let mut call = ua
-        .invite(InviteOptions::new("1000").with_sdp(sdp))
-        .await
-        .expect("INVITE");
-    let ok = ua
-        .expect_final(&mut call, Duration::from_secs(5))
-        .await
-        .expect("final response");
-    assert_eq!(ok.status(), Some(200), "{ok}");
-    ua.ack(&mut call, None).await.expect("ACK");
+    let opts = InviteOptions::new("1000").with_sdp(phone_offer(rec.port()));
+    let (call, _) = ua.answered_call(opts, Duration::from_secs(5)).await;
     assert!(
         rec.wait_for_packets(10, Duration::from_secs(3)).await,
         "the welcome prompt is streaming"

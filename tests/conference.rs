@@ -203,14 +203,8 @@ impl Leg {
         );
         let mut opts = InviteOptions::new(number).with_sdp(sdp);
         opts.from_user = caller.into();
-        let mut call = ua.invite(opts).await.expect("INVITE sent");
-        let ok = ua
-            .expect_final(&mut call, secs(5))
-            .await
-            .unwrap_or_else(|e| panic!("{caller}: no final response to INVITE: {e}"));
-        assert_eq!(ok.status(), Some(200), "{caller}: call answered");
-        let to = call.answer_sdp().expect("SDP answer").rtp_addr();
-        ua.ack(&mut call, None).await.expect("ACK sent");
+        let (call, answer) = ua.answered_call(opts, secs(5)).await;
+        let to = answer.rtp_addr();
         let sender = Arc::new(Mutex::new(Sender {
             stream: RtpStream::new(g711::PT_PCMU, ssrc),
             script: VecDeque::new(),
@@ -701,17 +695,14 @@ async fn invite_status(server: SocketAddr, number: &str, caller: &str) -> u16 {
     );
     let mut opts = InviteOptions::new(number).with_sdp(sdp);
     opts.from_user = caller.into();
-    let mut call = ua.invite(opts).await.expect("INVITE sent");
-    let r = ua
-        .expect_final(&mut call, secs(5))
-        .await
-        .expect("final response");
-    let status = r.status().unwrap_or(0);
-    ua.ack(&mut call, None).await.expect("ACK");
-    if status == 200 {
-        let tx = ua.bye(&mut call).await.expect("BYE");
-        let _ = ua.expect_final_tx(&tx, secs(2)).await;
-    }
+    let status = match ua.place_call(opts, secs(5)).await {
+        Ok((mut call, _)) => {
+            let tx = ua.bye(&mut call).await.expect("BYE");
+            let _ = ua.expect_final_tx(&tx, secs(2)).await;
+            200
+        }
+        Err(status) => status,
+    };
     status
 }
 

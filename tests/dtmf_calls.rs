@@ -47,17 +47,9 @@ async fn keypad_call(mode: DtmfMode) -> Caller {
         Some(dtmf::EVENT_PT),
         Direction::SendRecv,
     );
-    let mut call = ua
-        .invite(InviteOptions::new(KEYPAD).with_sdp(sdp))
-        .await
-        .unwrap();
-    let ok = ua
-        .expect_final(&mut call, Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), Some(200));
-    let to = call.answer_sdp().expect("answer").rtp_addr();
-    ua.ack(&mut call, None).await.unwrap();
+    let opts = InviteOptions::new(KEYPAD).with_sdp(sdp);
+    let (call, answer) = ua.answered_call(opts, Duration::from_secs(5)).await;
+    let to = answer.rtp_addr();
     Caller {
         server,
         ua,

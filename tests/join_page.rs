@@ -22,7 +22,7 @@ use common::g711;
 use common::peers::require_tool;
 use common::rtp::{RtpHeader, RtpRecorder};
 use common::server::prompt_samples;
-use common::ua::{offer_sdp, Call, Direction, InviteOptions, TestUa};
+use common::ua::{phone_offer, Call, InviteOptions, TestUa};
 use pinbridge::config::Config;
 use pinbridge::http::join::session::{Session, SessionKeys, Stage, COOKIE};
 use pinbridge::http::join::JOIN_ROUTES;
@@ -1405,23 +1405,9 @@ impl Caller {
     async fn dial(sip: SocketAddr, number: &str) -> Caller {
         let mut ua = TestUa::udp(sip).await.unwrap();
         let rec = RtpRecorder::bind().await.unwrap();
-        let sdp = offer_sdp(
-            rec.port(),
-            &[(0, "PCMU/8000")],
-            Some(101),
-            Direction::SendRecv,
-        );
-        let mut call = ua
-            .invite(InviteOptions::new(number).with_sdp(sdp))
-            .await
-            .unwrap();
-        let ok = ua
-            .expect_final(&mut call, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(ok.status(), Some(200), "the conference answers");
-        let to = call.answer_sdp().expect("an SDP answer").rtp_addr();
-        ua.ack(&mut call, None).await.unwrap();
+        let opts = InviteOptions::new(number).with_sdp(phone_offer(rec.port()));
+        let (call, answer) = ua.answered_call(opts, Duration::from_secs(5)).await;
+        let to = answer.rtp_addr();
         Caller {
             ua,
             call,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::dtmf::{send_slots, RtpStream};
 use common::process::{pinbridge_config, Pinbridge, TempDir};
 use common::rtp::RtpRecorder;
-use common::ua::{offer_sdp, Direction, InviteOptions, TestUa};
+use common::ua::{phone_offer, InviteOptions, TestUa};
 
 /// What the forged line would say: a lockout-worthy failure from someone
 /// else's number and address.
@@ -32,23 +32,10 @@ async fn call_with_forging_caller(format: &str) -> String {
     .await;
     let mut ua = TestUa::udp(pb.sip).await.expect("test UA");
     let rec = RtpRecorder::bind().await.expect("RTP socket");
-    let sdp = offer_sdp(
-        rec.port(),
-        &[(0, "PCMU/8000")],
-        Some(101),
-        Direction::SendRecv,
-    );
-    let mut opts = InviteOptions::new("1000").with_sdp(sdp);
+    let mut opts = InviteOptions::new("1000").with_sdp(phone_offer(rec.port()));
     let escaped = FORGED.replace(' ', "%20").replace(':', "%3a");
     opts.from_user = format!("x%0d%0a{escaped}%e2%80%a8{escaped}");
-    let mut call = ua.invite(opts).await.expect("INVITE");
-    let ok = ua
-        .expect_final(&mut call, Duration::from_secs(5))
-        .await
-        .expect("final response");
-    assert_eq!(ok.status(), Some(200), "{ok}");
-    let answer = call.answer_sdp().expect("SDP answer");
-    ua.ack(&mut call, None).await.expect("ACK");
+    let (mut call, answer) = ua.answered_call(opts, Duration::from_secs(5)).await;
     let media = SocketAddr::new(answer.addr, answer.port);
     let mut stream = RtpStream::new(0, 0x10f0_0001);
     let mut slots = stream.silence(200);

@@ -15,7 +15,7 @@ use common::process::TempDir;
 use common::rtp::RtpRecorder;
 use common::server::TestServer;
 use common::sipmsg::{param, Msg, MsgBuilder};
-use common::ua::{offer_sdp, Call, Direction, InviteOptions, TestUa};
+use common::ua::{offer_sdp, phone_offer, Call, Direction, InviteOptions, TestUa};
 use common::webhook::SmsGateway;
 use pinbridge::config::otp::{
     ChannelKind, ConferenceFlow, ParticipantSettings, TrunkSettings, TrunkTransport,
@@ -73,22 +73,10 @@ async fn dial(server: &TestServer, from: &str) -> Caller {
 async fn dial_number(server: &TestServer, from: &str, number: &str) -> Caller {
     let mut ua = TestUa::udp(server.sip).await.unwrap();
     let rec = RtpRecorder::bind().await.unwrap();
-    let sdp = offer_sdp(
-        rec.port(),
-        &[(0, "PCMU/8000")],
-        Some(101),
-        Direction::SendRecv,
-    );
-    let mut opts = InviteOptions::new(number).with_sdp(sdp);
+    let mut opts = InviteOptions::new(number).with_sdp(phone_offer(rec.port()));
     opts.from_user = from.into();
-    let mut call = ua.invite(opts).await.unwrap();
-    let ok = ua
-        .expect_final(&mut call, Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), Some(200));
-    let to = call.answer_sdp().unwrap().rtp_addr();
-    ua.ack(&mut call, None).await.unwrap();
+    let (call, answer) = ua.answered_call(opts, Duration::from_secs(5)).await;
+    let to = answer.rtp_addr();
     Caller {
         ua,
         call,

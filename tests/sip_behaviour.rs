@@ -89,15 +89,7 @@ fn pcmu_offer(port: u16, direction: Direction, version: u32) -> String {
 /// and the server's SDP answer.
 async fn establish(ua: &mut TestUa, rec: &RtpRecorder, opts: InviteOptions) -> (Call, SdpAnswer) {
     let offer = pcmu_offer(rec.port(), Direction::SendRecv, 1);
-    let mut call = ua.invite(opts.with_sdp(offer)).await.expect("INVITE sent");
-    let ok = ua
-        .expect_final(&mut call, WAIT)
-        .await
-        .expect("final response to the INVITE");
-    assert_eq!(ok.status(), Some(200), "call answered:\n{ok}");
-    let answer = call.answer_sdp().expect("SDP answer in the 200");
-    ua.ack(&mut call, None).await.expect("ACK sent");
-    (call, answer)
+    ua.answered_call(opts.with_sdp(offer), WAIT).await
 }
 
 /// Sends BYE and expects 200.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::dtmf::{send_slots, RtpStream};
 use common::process::{free_port, pinbridge_config, Pinbridge, TempDir};
 use common::rtp::RtpRecorder;
-use common::ua::{offer_sdp, Call, Direction, InviteOptions, TestUa};
+use common::ua::{phone_offer, Call, InviteOptions, TestUa};
 
 const EXIT_INTERNAL_ERROR: i32 = 70;
 
@@ -60,23 +60,8 @@ fn plain_config(port: u16) -> String {
 async fn answered_call(sip: SocketAddr) -> (TestUa, Call, RtpRecorder, SocketAddr) {
     let mut ua = TestUa::udp(sip).await.expect("test UA");
     let rec = RtpRecorder::bind().await.expect("RTP socket");
-    let sdp = offer_sdp(
-        rec.port(),
-        &[(0, "PCMU/8000")],
-        Some(101),
-        Direction::SendRecv,
-    );
-    let mut call = ua
-        .invite(InviteOptions::new("1000").with_sdp(sdp))
-        .await
-        .expect("INVITE");
-    let ok = ua
-        .expect_final(&mut call, Duration::from_secs(5))
-        .await
-        .expect("final response");
-    assert_eq!(ok.status(), Some(200), "{ok}");
-    let answer = call.answer_sdp().expect("SDP answer");
-    ua.ack(&mut call, None).await.expect("ACK");
+    let opts = InviteOptions::new("1000").with_sdp(phone_offer(rec.port()));
+    let (call, answer) = ua.answered_call(opts, Duration::from_secs(5)).await;
     let media = SocketAddr::new(answer.addr, answer.port);
     (ua, call, rec, media)
 }

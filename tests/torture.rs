@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::rtp::RtpRecorder;
 use common::server::TestServer;
 use common::sipmsg::{uri_of, Msg};
-use common::ua::{new_branch, offer_sdp, random_token, Direction, InviteOptions, TestUa};
+use common::ua::{new_branch, phone_offer, random_token, InviteOptions, TestUa};
 use tokio::net::UdpSocket;
 
 /// Copied from `TORTURE_EXPECTATIONS` in src/sip/ua_tests.rs: the first
@@ -551,22 +551,8 @@ async fn exchange(
 async fn normal_call_works(server: SocketAddr) {
     let mut ua = TestUa::udp(server).await.expect("test UA");
     let rec = RtpRecorder::bind().await.expect("RTP socket");
-    let sdp = offer_sdp(
-        rec.port(),
-        &[(0, "PCMU/8000")],
-        Some(101),
-        Direction::SendRecv,
-    );
-    let mut call = ua
-        .invite(InviteOptions::new("1000").with_sdp(sdp))
-        .await
-        .expect("INVITE sent");
-    let ok = ua
-        .expect_final(&mut call, Duration::from_secs(5))
-        .await
-        .expect("final response to a normal INVITE");
-    assert_eq!(ok.status(), Some(200), "{ok}");
-    ua.ack(&mut call, None).await.expect("ACK");
+    let opts = InviteOptions::new("1000").with_sdp(phone_offer(rec.port()));
+    let (mut call, _) = ua.answered_call(opts, Duration::from_secs(5)).await;
     assert!(
         rec.wait_for_packets(10, Duration::from_secs(3)).await,
         "RTP flows after the torture run ({} packets)",

@@ -41,6 +41,16 @@ impl fmt::Display for Direction {
     }
 }
 
+/// What a desk phone offers: PCMU with telephone-event 101, sendrecv.
+pub fn phone_offer(rtp_port: u16) -> String {
+    offer_sdp(
+        rtp_port,
+        &[(0, "PCMU/8000")],
+        Some(101),
+        Direction::SendRecv,
+    )
+}
+
 /// A normal audio offer from 127.0.0.1: `codecs` as `(pt, "PCMU/8000")`,
 /// optionally telephone-event (`0-16`), ptime 20 and the direction.
 pub fn offer_sdp(

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use super::sdp::{parse_sdp_answer, SdpAnswer};
 use super::sipmsg::{param, uri_of, Msg, MsgBuilder};
 
-pub use super::sdp::{offer_sdp, Direction};
+pub use super::sdp::{offer_sdp, phone_offer, Direction};
 
 /// Everything that can go wrong while talking to the server.
 #[derive(Debug)]
@@ -742,6 +742,52 @@ impl TestUa {
                 return Ok(msg);
             }
         }
+    }
+
+    /// Places a call: INVITE with `opts` (which carries the SDP offer),
+    /// waits up to `timeout` for the final response and ACKs it. Returns
+    /// the established call and the server's SDP answer, or the status of
+    /// a refusal (also ACKed). Panics, naming the number dialled, when
+    /// the INVITE cannot be sent, no final response comes, or a 200 has
+    /// no SDP answer: every caller of this expects an answer either way.
+    pub async fn place_call(
+        &mut self,
+        opts: InviteOptions,
+        timeout: Duration,
+    ) -> Result<(Call, SdpAnswer), u16> {
+        let number = opts.user.clone();
+        let mut call = self
+            .invite(opts)
+            .await
+            .unwrap_or_else(|e| panic!("INVITE to {number} not sent: {e}"));
+        let r = self
+            .expect_final(&mut call, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("no final response to the INVITE to {number}: {e}"));
+        let status = r.status().unwrap_or(0);
+        if status != 200 {
+            let _ = self.ack(&mut call, None).await;
+            return Err(status);
+        }
+        let answer = call
+            .answer_sdp()
+            .unwrap_or_else(|| panic!("200 for {number} without an SDP answer:\n{r}"));
+        self.ack(&mut call, None)
+            .await
+            .unwrap_or_else(|e| panic!("ACK for {number} not sent: {e}"));
+        Ok((call, answer))
+    }
+
+    /// [`TestUa::place_call`] that must be answered with 200.
+    pub async fn answered_call(
+        &mut self,
+        opts: InviteOptions,
+        timeout: Duration,
+    ) -> (Call, SdpAnswer) {
+        let number = opts.user.clone();
+        self.place_call(opts, timeout)
+            .await
+            .unwrap_or_else(|status| panic!("call to {number} refused with {status}"))
     }
 
     /// Drops everything received but not consumed yet (the log keeps it).
