@@ -291,6 +291,16 @@ impl ServerNonInviteTransaction {
     }
 }
 
+/// How long an INVITE client transaction waits in Proceeding after its
+/// last provisional response before it gives up (TimedOut). RFC 3261 gives
+/// a UAC no such timer: the UA is meant to bound the ringing, and does for
+/// the calls it places (CANCEL at its answer timeout). This is the bound
+/// for everything else: a re-INVITE the peer answers only with 1xx, or an
+/// INVITE whose call ended another way (a BYE in an early dialog), which
+/// would otherwise be kept for ever. Like a proxy's Timer C (§16.6), more
+/// than three minutes, and every provisional restarts it.
+pub const TIMER_C: Duration = Duration::from_secs(210);
+
 /// Client transaction for INVITE (§17.1.1) and non-INVITE (§17.1.2)
 /// requests. Final responses end it at once: stray retransmissions of a
 /// final response then match nothing and are dropped, which is what
@@ -330,13 +340,15 @@ impl ClientTransaction {
         self.invite
     }
 
-    /// A response arrived. Returns true when it is final.
-    pub fn on_response(&mut self, status: u16) -> bool {
+    /// A response arrived at `now`. Returns true when it is final.
+    pub fn on_response(&mut self, now: Instant, status: u16) -> bool {
         if status < 200 {
             self.got_provisional = true;
             if self.invite {
-                // Timer A stops once the INVITE is known to have arrived.
+                // Timer A stops once the INVITE is known to have arrived;
+                // Timer B gives way to Timer C.
                 self.retransmit = None;
+                self.timeout_at = now + TIMER_C;
             }
             false
         } else {
@@ -350,10 +362,8 @@ impl ClientTransaction {
         if self.done {
             return None;
         }
-        // Once an INVITE is in Proceeding, Timer B no longer applies (see
-        // `handle_timeout`); reporting it would wake the caller in a loop.
-        let timeout = (!(self.invite && self.got_provisional)).then_some(self.timeout_at);
-        [self.retransmit.map(|r| r.0), timeout]
+        // Timer B, or for an INVITE in Proceeding, Timer C.
+        [self.retransmit.map(|r| r.0), Some(self.timeout_at)]
             .into_iter()
             .flatten()
             .min()
@@ -364,12 +374,9 @@ impl ClientTransaction {
             return TimerOutcome::Terminated;
         }
         if now >= self.timeout_at {
-            // An INVITE that got a provisional waits for the final answer
-            // of the callee; only the UA decides how long that may take.
-            if !(self.invite && self.got_provisional) {
-                self.done = true;
-                return TimerOutcome::TimedOut;
-            }
+            self.done = true;
+            self.retransmit = None;
+            return TimerOutcome::TimedOut;
         }
         if let Some((at, interval)) = self.retransmit {
             if now >= at {
@@ -502,27 +509,33 @@ mod tests {
     }
 
     #[test]
-    fn proceeding_invite_has_no_deadline_left() {
+    fn proceeding_invite_waits_for_timer_c_not_timer_b() {
         let t0 = Instant::now();
         let mut tx = ClientTransaction::new(t0, true, false, TimerValues::default(), Bytes::new());
-        assert!(!tx.on_response(180));
-        assert_eq!(
-            tx.poll_timeout(),
-            None,
-            "the UA bounds the ringing, not Timer B"
-        );
+        assert!(!tx.on_response(t0 + ms(100), 180));
+        assert_eq!(tx.poll_timeout(), Some(t0 + ms(100) + TIMER_C));
         assert_eq!(
             tx.handle_timeout(t0 + Duration::from_secs(40)),
+            TimerOutcome::Nothing,
+            "Timer B no longer applies"
+        );
+        // Every provisional restarts Timer C.
+        let later = t0 + Duration::from_secs(200);
+        assert!(!tx.on_response(later, 183));
+        assert_eq!(
+            tx.handle_timeout(t0 + ms(100) + TIMER_C),
             TimerOutcome::Nothing
         );
+        assert_eq!(tx.handle_timeout(later + TIMER_C), TimerOutcome::TimedOut);
+        assert_eq!(tx.poll_timeout(), None);
     }
 
     #[test]
     fn client_stops_on_final_response() {
         let t0 = Instant::now();
         let mut tx = ClientTransaction::new(t0, false, false, TimerValues::default(), Bytes::new());
-        assert!(!tx.on_response(100));
-        assert!(tx.on_response(200));
+        assert!(!tx.on_response(t0, 100));
+        assert!(tx.on_response(t0, 200));
         assert_eq!(tx.poll_timeout(), None);
     }
 

@@ -1852,7 +1852,7 @@ impl UserAgent {
             }
             return;
         }
-        if !ctx.tx.on_response(resp.status) {
+        if !ctx.tx.on_response(now, resp.status) {
             if let ClientPurpose::Invite(h) = ctx.purpose {
                 self.on_invite_provisional(now, h, &resp);
             }
@@ -2028,14 +2028,16 @@ impl UserAgent {
                 self.client_txs.remove(&branch);
                 self.forget_timer(&TimerTarget::Client(branch));
                 match purpose {
-                    ClientPurpose::Refresh(h) => {
-                        // No answer to our refresh: the peer is gone.
+                    // No final answer to our refresh: the peer is gone (the
+                    // call may already have ended another way).
+                    ClientPurpose::Refresh(h) if self.calls.contains_key(&h) => {
                         self.send_bye(now, h);
                         self.events.push_back(Event::Ended {
                             call: h,
                             reason: EndReason::RefreshFailed,
                         });
                     }
+                    ClientPurpose::Refresh(_) => {}
                     ClientPurpose::Invite(h) => self.invite_timed_out(h),
                     ClientPurpose::Message(id) => self.events.push_back(Event::MessageOutcome {
                         id,

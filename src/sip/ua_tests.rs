@@ -2001,3 +2001,60 @@ fn stateless_replies_get_a_fresh_to_tag_each() {
         "{tags:?}"
     );
 }
+
+/// Found by the `ua_sequence` fuzz target: a callee that sends BYE in the
+/// early dialog (which RFC 3261 §15 forbids it) and never a final answer
+/// ended the call but left its INVITE transaction waiting in Proceeding
+/// for ever. Timer C now ends it.
+#[test]
+fn invite_orphaned_by_an_early_bye_ends_with_timer_c() {
+    let mut h = Harness::new(Transport::Udp);
+    h.place(None);
+    let inv = h.last_of(Method::Invite);
+    h.reply(&inv, 180, "Ringing", Some("callee"), "", None);
+    // Before a 2xx the dialog has no remote tag yet, so a BYE whose From
+    // has none matches it.
+    let bye = from_callee("BYE", 1, &inv, "z9hG4bK-earlybye", "").replace(";tag=callee", "");
+    h.input(&bye);
+    assert_eq!(
+        h.ua.call_count(),
+        0,
+        "the early BYE ended the call: {:?}",
+        h.statuses()
+    );
+    assert!(!h.ua.is_idle(), "the INVITE still waits for its answer");
+    h.run_until(Duration::from_secs(60 * 10));
+    assert!(h.ua.is_idle(), "Timer C ended the orphaned INVITE");
+}
+
+/// A re-INVITE refresh the peer answers only with 1xx is given up after
+/// Timer C, and the call is ended as a failed refresh.
+#[test]
+fn refresh_answered_only_with_ringing_fails_after_timer_c() {
+    let mut h = Harness::new(Transport::Udp);
+    h.input(&invite(
+        "z9hG4bK-ref",
+        "Supported: timer\nSession-Expires: 90;refresher=uas\n",
+    ));
+    let call = h.incoming()[0];
+    h.answer(call);
+    let tag = h.to_tag();
+    h.input(&in_dialog("ACK", 1, &tag, "z9hG4bK-refack", ""));
+    // We refresh at half the interval.
+    h.run_until(Duration::from_secs(46));
+    let refresh = h
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::Invite || r.method == Method::Update)
+        .cloned()
+        .expect("a session refresh");
+    h.reply(&refresh, 100, "Trying", None, "", None);
+    assert!(h.ended().is_empty());
+    h.run_until(Duration::from_secs(46 + 300));
+    assert!(
+        h.ended().contains(&EndReason::RefreshFailed),
+        "{:?}",
+        h.ended()
+    );
+    assert!(h.ua.is_idle());
+}
