@@ -18,6 +18,7 @@
 //! audio according to [`room::Room::may_talk`] and
 //! [`room::Room::hears_others`].
 
+pub mod admission;
 pub mod guard;
 pub mod pin;
 pub mod room;

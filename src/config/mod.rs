@@ -12,6 +12,7 @@ use serde::Deserialize;
 mod limits;
 pub mod otp;
 
+use crate::conference::admission::{AdmissionRules, ConferenceEntry};
 use crate::conference::guard::GuardLimits;
 use crate::conference::pin::PinSecret;
 use crate::conference::room::RoomRules;
@@ -158,15 +159,7 @@ pub struct Config {
     pub otp: otp::OtpSettings,
 }
 
-/// Where a dialled number leads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    KeypadTest,
-    Lobby,
-    /// Index into `Config::conferences`.
-    Conference(usize),
-    NotFound,
-}
+pub use crate::conference::admission::Route;
 
 impl Config {
     /// Routes a dialled number (the Request-URI user part): the keypad test
@@ -195,6 +188,31 @@ impl Config {
         {
             Some(i) => Route::Conference(i),
             None => Route::NotFound,
+        }
+    }
+
+    /// What admission needs from the configuration; `verification` says
+    /// whether the verification service runs (passcodes, dial-in codes).
+    pub fn admission_rules(&self, verification: bool) -> AdmissionRules {
+        AdmissionRules {
+            conferences: self
+                .conferences
+                .iter()
+                .map(|c| ConferenceEntry {
+                    name: c.name.clone(),
+                    flow: c.flow,
+                    pin: c.pin.clone(),
+                    moderator_pin: c.moderator_pin.clone(),
+                    gather: c.gather,
+                })
+                .collect(),
+            keypad_idle_timeout: self
+                .keypad_test
+                .as_ref()
+                .map_or(Duration::from_secs(10), |k| k.idle_timeout),
+            lobby_gather: self.lobby.as_ref().map(|l| l.gather).unwrap_or_default(),
+            otp_code_length: self.otp.verify.code_length,
+            verification,
         }
     }
 

@@ -49,39 +49,7 @@ impl ChannelKind {
     }
 }
 
-/// Which check a conference asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConferenceFlow {
-    #[default]
-    Pin,
-    /// Known caller IDs only; a code is sent to the participant.
-    Otp,
-    /// Both: the PIN, then a code sent to the participant.
-    PinOtp,
-}
-
-impl ConferenceFlow {
-    pub fn from_name(s: &str) -> Option<ConferenceFlow> {
-        match s {
-            "pin" => Some(ConferenceFlow::Pin),
-            "otp" => Some(ConferenceFlow::Otp),
-            "pin+otp" => Some(ConferenceFlow::PinOtp),
-            _ => None,
-        }
-    }
-
-    /// Whether callers key a PIN (the `otp` flow has none).
-    pub fn asks_for_pin(self) -> bool {
-        self != ConferenceFlow::Otp
-    }
-
-    /// Whether a `[lobby]` may admit to the conference: only plain PIN
-    /// conferences, because a lobby admits on the PIN alone and would skip
-    /// the passcode of the other flows.
-    pub fn reachable_from_lobby(self) -> bool {
-        self == ConferenceFlow::Pin
-    }
-}
+pub use crate::conference::admission::ConferenceFlow;
 
 #[derive(Debug, Clone)]
 pub struct StoreSettings {

@@ -29,15 +29,15 @@ use super::leg::{LegMedia, Received};
 use super::room::{LegEvent, RoomCommand, RoomConfig, RoomRegistry};
 use super::rtp_ports::RtpPortAllocator;
 use super::sip_task::{CallCommand, CallEvent};
-use crate::conference::guard::{LockReason, Refusal, Verdict};
-use crate::conference::pin::PinSecret;
-use crate::conference::room::{LegId, Role};
-use crate::config::otp::ConferenceFlow;
-use crate::config::{Config, Route};
-use crate::ivr::prompts::PromptSet;
-use crate::ivr::{
-    CodeLength, CodeVerdict, EnteredCode, Flow, GatherRules, Input, Ivr, OtpVerdict, Output,
+use crate::conference::admission::{
+    self, AdmissionRules, CallAdmission, CallPlan, KnownCaller, OtpCheck, OtpTarget, Redeemed,
+    Refuse, Route, Settlement,
 };
+use crate::conference::guard::{LockReason, Refusal, Verdict};
+use crate::conference::room::{LegId, Role};
+use crate::config::Config;
+use crate::ivr::prompts::PromptSet;
+use crate::ivr::{EnteredCode, Input, Ivr, Output};
 use crate::media::dtmf::info::{parse_info, InfoError};
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::player::PromptPlayer;
@@ -98,6 +98,8 @@ pub struct CallEnv {
     /// Shared by all calls; touched a few times per call, never per packet.
     pub guard: Arc<GuardService>,
     pub next_leg: AtomicU64,
+    /// Which codes admit to which conference (from the config).
+    pub admission: Arc<AdmissionRules>,
     /// The one-time-passcode service (when configured).
     pub verify: Option<VerifyService>,
     /// Participants' recorded names, loaded on first use.
@@ -248,17 +250,6 @@ impl Sip {
     }
 }
 
-fn guard_scope(config: &Config, route: Route) -> String {
-    match route {
-        Route::Conference(i) => config
-            .conferences
-            .get(i)
-            .map(|c| c.name.clone())
-            .unwrap_or_default(),
-        _ => "lobby".to_string(),
-    }
-}
-
 /// Runs one call from INVITE to hang-up.
 pub async fn run(
     env: Arc<CallEnv>,
@@ -270,113 +261,61 @@ pub async fn run(
     let started = Instant::now();
     let call_id = info.call_id.clone();
     let route = env.config.route(info.dialed.as_deref());
-    let (flow, prompts) = match route {
-        Route::KeypadTest => {
-            let idle = env
-                .config
-                .keypad_test
-                .as_ref()
-                .map(|k| k.idle_timeout)
-                .unwrap_or(Duration::from_secs(10));
-            (Flow::KeypadTest { idle_timeout: idle }, env.prompts.clone())
+    let prompts = match route {
+        Route::Conference(i) => env
+            .conference_prompts
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| env.prompts.clone()),
+        _ => env.prompts.clone(),
+    };
+    // Conferences with one-time passcodes need to know who is calling.
+    let mut otp = OtpCall::default();
+    let flow = match env.admission.plan(route) {
+        CallPlan::Run(flow) => flow,
+        CallPlan::IdentifyCaller { conference } => {
+            if let Some(service) = &env.verify {
+                otp.participant = identify(&env, service, &info, conference).await;
+            }
+            env.admission
+                .flow_for_caller(conference, otp.participant.is_some())
         }
-        Route::Lobby => {
-            let rules = env
-                .config
-                .lobby
-                .as_ref()
-                .map(|l| l.gather)
-                .unwrap_or_default();
-            (Flow::Pin(rules), env.prompts.clone())
-        }
-        Route::Conference(i) => {
-            let rules = env
-                .config
-                .conferences
-                .get(i)
-                .map(|c| c.gather)
-                .unwrap_or_default();
-            (
-                Flow::Pin(rules),
-                env.conference_prompts
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| env.prompts.clone()),
-            )
-        }
-        Route::NotFound => {
-            tracing::info!(%call_id, "rejecting call: no conference for the dialled number");
+        CallPlan::Refuse(refuse) => {
+            match refuse {
+                Refuse::NoSuchNumber => {
+                    tracing::info!(%call_id, "rejecting call: no conference for the dialled number")
+                }
+                _ => {
+                    tracing::warn!(%call_id, "one-time passcodes are not configured: refusing the call")
+                }
+            }
             let _ = cmd
                 .send(CallCommand::Reject {
                     call,
-                    status: 404,
-                    reason: "Not Found",
+                    status: refuse.status(),
+                    reason: refuse.reason(),
                 })
                 .await;
             return;
         }
     };
-    // Conferences with one-time passcodes need to know who is calling.
-    let mut otp = OtpCall::default();
-    let flow = match (route, flow) {
-        (Route::Conference(i), Flow::Pin(rules)) => {
-            let conf_flow = env
-                .config
-                .conferences
-                .get(i)
-                .map(|c| c.flow)
-                .unwrap_or_default();
-            match (conf_flow, &env.verify) {
-                (ConferenceFlow::Pin, _) => Flow::Pin(rules),
-                (_, None) => {
-                    tracing::warn!(%call_id, "one-time passcodes are not configured: refusing the call");
-                    let _ = cmd
-                        .send(CallCommand::Reject {
-                            call,
-                            status: 503,
-                            reason: "Service Unavailable",
-                        })
-                        .await;
-                    return;
-                }
-                (f, Some(service)) => {
-                    otp.participant = identify(&env, service, &info, i).await;
-                    let known_caller = otp.participant.is_some();
-                    let otp_rules = GatherRules {
-                        length: CodeLength::Fixed(usize::from(env.config.otp.verify.code_length)),
-                        ..rules
-                    };
-                    if f == ConferenceFlow::Otp {
-                        Flow::Otp {
-                            otp: otp_rules,
-                            known_caller,
-                        }
-                    } else {
-                        Flow::PinOtp {
-                            pin: rules,
-                            otp: otp_rules,
-                            known_caller,
-                        }
-                    }
-                }
-            }
-        }
-        (_, flow) => flow,
-    };
     let caller = env.guard.caller_of(&info);
     let source = info.flow.remote.ip();
     // Every flow that takes a code (PIN, dial-in code, passcode) refuses a
     // locked-out caller before answering.
-    if !matches!(flow, Flow::KeypadTest { .. }) {
-        let scope = guard_scope(&env.config, route);
-        let verdict = env.guard.check(&caller, source, &scope);
-        if let Verdict::LockedOut { reason, .. } = verdict {
-            tracing::warn!(%call_id, caller = %caller, %source, ?reason, "refusing locked-out caller");
+    if admission::takes_codes(&flow) {
+        let verdict = env
+            .guard
+            .check(&caller, source, env.admission.guard_scope(route));
+        if let Err(refuse) = admission::screen(&verdict) {
+            if let Verdict::LockedOut { reason, .. } = verdict {
+                tracing::warn!(%call_id, caller = %caller, %source, ?reason, "refusing locked-out caller");
+            }
             let _ = cmd
                 .send(CallCommand::Reject {
                     call,
-                    status: 403,
-                    reason: "Forbidden",
+                    status: refuse.status(),
+                    reason: refuse.reason(),
                 })
                 .await;
             return;
@@ -430,8 +369,22 @@ pub async fn run(
     crate::fault::check(crate::fault::Site::Call);
 
     let mut ivr = Ivr::new(flow);
+    let known = otp.participant.as_ref().map(|p| KnownCaller {
+        phone: p.phone.clone(),
+        moderator: p.moderator,
+    });
+    let mut admission = CallAdmission::new(env.admission.clone(), route, known);
     let joined = match run_ivr(
-        &env, &info, route, &prompts, &mut sip, &mut media, &mut dtmf, &mut ivr, &mut otp, started,
+        &env,
+        &info,
+        &mut admission,
+        &prompts,
+        &mut sip,
+        &mut media,
+        &mut dtmf,
+        &mut ivr,
+        &mut otp,
+        started,
     )
     .await
     {
@@ -547,41 +500,6 @@ async fn answer(
     }
 }
 
-/// A code's verdict, given to the IVR no earlier than `not_before` (the
-/// guard slows a conference under attack and paces a trusted source over
-/// its ceiling). Meanwhile the call task keeps its RTP clock running and
-/// answers SIP, rather than sleeping through the delay.
-struct HeldVerdict {
-    not_before: Instant,
-    input: Input,
-    /// What the verdict admits to, when it settles that (a PIN verdict
-    /// always does; a passcode only when approved).
-    admits: Option<Option<(usize, Role)>>,
-}
-
-impl HeldVerdict {
-    fn give(self, accepted: &mut Option<(usize, Role)>, ivr: &mut Ivr) {
-        if let Some(a) = self.admits {
-            *accepted = a;
-        }
-        ivr.handle(Instant::now(), self.input);
-    }
-
-    /// Gives the verdict now if it is due; otherwise returns it to hold.
-    fn give_or_hold(
-        self,
-        accepted: &mut Option<(usize, Role)>,
-        ivr: &mut Ivr,
-    ) -> Option<HeldVerdict> {
-        if Instant::now() >= self.not_before {
-            self.give(accepted, ivr);
-            None
-        } else {
-            Some(self)
-        }
-    }
-}
-
 enum IvrEnd {
     /// Hung up (or the caller did).
     Over,
@@ -594,7 +512,7 @@ enum IvrEnd {
 async fn run_ivr(
     env: &Arc<CallEnv>,
     info: &IncomingCall,
-    route: Route,
+    admission: &mut CallAdmission,
     prompts: &PromptSet,
     sip: &mut Sip,
     media: &mut LegMedia,
@@ -611,9 +529,8 @@ async fn run_ivr(
     media.last_rx = now;
     let mut player = PromptPlayer::new();
     let inactivity = env.config.rtp.inactivity_timeout;
-    let mut accepted: Option<(usize, Role)> = None;
-    // A verdict the guard holds back; the call's media goes on meanwhile.
-    let mut held: Option<HeldVerdict> = None;
+    // The guard's reservation of the code being checked, if any.
+    let mut reservation: Option<Reservation> = None;
     let mut rx = [0u8; 2048];
     ivr.handle(now, Input::Answered);
 
@@ -634,45 +551,23 @@ async fn run_ivr(
                 }
                 Output::StopPlayback => player.stop(),
                 Output::VerifyCode(code) => {
-                    let (verdict, matched, not_before) = verify_code(env, info, route, code).await;
-                    let v = HeldVerdict {
-                        not_before,
-                        input: Input::CodeVerdict(verdict),
-                        admits: Some(matched),
-                    };
-                    held = v.give_or_hold(&mut accepted, ivr);
+                    admission.handle(Instant::now(), admission::Input::Code(code));
+                    drive_admission(env, info, admission, &mut reservation, ivr).await;
                 }
                 // Sent in the background by the verification service, which
                 // runs whenever a conference uses a one-time passcode flow.
-                Output::SendOtp => send_otp(env, route, otp, &sip.call_id),
+                Output::SendOtp => send_otp(env, admission.route(), otp, &sip.call_id),
                 Output::EnqueueCallerName => {
                     if let Some(p) = caller_name_prompt(env, otp).await {
                         player.enqueue(vec![p]);
                     }
                 }
                 Output::VerifyOtp(code) => {
-                    let (verdict, not_before) = check_otp(otp, env, info, route, code).await;
-                    let admits = match route {
-                        Route::Conference(i)
-                            if verdict == OtpVerdict::Approved && accepted.is_none() =>
-                        {
-                            Some(Some((i, Role::Participant)))
-                        }
-                        _ => None,
-                    };
-                    let v = HeldVerdict {
-                        not_before,
-                        input: Input::OtpVerdict(verdict),
-                        admits,
-                    };
-                    held = v.give_or_hold(&mut accepted, ivr);
+                    admission.handle(Instant::now(), admission::Input::Passcode(code));
+                    drive_admission(env, info, admission, &mut reservation, ivr).await;
                 }
-                Output::Join => match accepted {
-                    Some((i, role)) => {
-                        // The directory's moderators join as moderators.
-                        let moderator = otp.participant.as_ref().is_some_and(|p| p.moderator);
-                        return IvrEnd::Join(i, if moderator { Role::Moderator } else { role });
-                    }
+                Output::Join => match admission.join() {
+                    Some((i, role)) => return IvrEnd::Join(i, role),
                     None => {
                         sip.hangup().await;
                         return IvrEnd::Over;
@@ -696,8 +591,8 @@ async fn run_ivr(
         if let Some(t) = inactivity_deadline {
             wake = wake.min(t);
         }
-        if let Some(h) = &held {
-            wake = wake.min(h.not_before);
+        if let Some(t) = admission.poll_timeout() {
+            wake = wake.min(t);
         }
         tokio::select! {
             ev = sip.events.recv() => match sip.on_event(ev, started).await {
@@ -707,9 +602,8 @@ async fn run_ivr(
                 SipOutcome::Continue => {}
             },
             sent = recv_otp_sent(otp) => {
-                if !sent {
-                    ivr.handle(Instant::now(), Input::OtpVerdict(OtpVerdict::Failed));
-                }
+                admission.handle(Instant::now(), admission::Input::PasscodeSent(sent));
+                drive_admission(env, info, admission, &mut reservation, ivr).await;
             }
             r = media.socket.recv_from(&mut rx) => {
                 if let Ok((n, from)) = r {
@@ -728,10 +622,9 @@ async fn run_ivr(
                 if ivr.poll_timeout().is_some_and(|t| now >= t) {
                     ivr.handle(now, Input::Timer);
                 }
-                if held.as_ref().is_some_and(|h| now >= h.not_before) {
-                    if let Some(v) = held.take() {
-                        v.give(&mut accepted, ivr);
-                    }
+                if admission.poll_timeout().is_some_and(|t| now >= t) {
+                    admission.handle_timeout(now);
+                    drive_admission(env, info, admission, &mut reservation, ivr).await;
                 }
                 if dtmf.poll_timeout().is_some_and(|t| now >= t) {
                     dtmf.handle_timeout(now);
@@ -746,6 +639,70 @@ async fn run_ivr(
     }
 }
 
+/// Carries out what the admission core asks for, in order, feeding each
+/// answer back, until it has nothing more to do (it may still hold a
+/// verdict until the guard's delay has passed: see `poll_timeout`).
+/// Verdicts go to the IVR.
+async fn drive_admission(
+    env: &Arc<CallEnv>,
+    info: &IncomingCall,
+    admission: &mut CallAdmission,
+    reservation: &mut Option<Reservation>,
+    ivr: &mut Ivr,
+) {
+    while let Some(out) = admission.poll_output() {
+        let answer = match out {
+            admission::Output::Reserve => {
+                match reserve_guess(env, info, admission.rules().guard_scope(admission.route()))
+                    .await
+                {
+                    Some(r) => {
+                        let delay = r.delay();
+                        *reservation = Some(r);
+                        admission::Input::Reserved { delay }
+                    }
+                    None => admission::Input::ReserveRefused,
+                }
+            }
+            admission::Output::ComparePins { candidates, code } => {
+                // Hashed PINs take argon2 time: off the async runtime.
+                let matched = tokio::task::spawn_blocking(move || candidates.matching(&code))
+                    .await
+                    .unwrap_or(None);
+                admission::Input::PinsCompared(matched)
+            }
+            admission::Output::RedeemDialin { code, reachable } => {
+                admission::Input::DialinRedeemed(redeem_dialin(env, &code, reachable).await)
+            }
+            admission::Output::CheckPasscode { target, code } => {
+                admission::Input::PasscodeChecked(check_passcode(env, target, &code).await)
+            }
+            admission::Output::Settle(Settlement::Succeeded { admits }) => {
+                if let Some(r) = reservation.take() {
+                    r.succeeded();
+                }
+                if let Some((i, role)) = admits {
+                    let caller = env.guard.caller_of(info);
+                    tracing::info!(call_id = %info.call_id, caller = %caller, source = %info.flow.remote.ip(), conference = admission.rules().name(i), ?role, "code accepted");
+                }
+                continue;
+            }
+            admission::Output::Settle(Settlement::Failed(secret)) => {
+                let lock = reservation.take().and_then(|r| r.failed());
+                let caller = env.guard.caller_of(info);
+                let scope = admission.rules().guard_scope(admission.route());
+                log_failure(info, &caller, scope, secret.as_str(), lock);
+                admission::Input::FailureCounted(lock)
+            }
+            admission::Output::Verdict(v) => {
+                ivr.handle(Instant::now(), v);
+                continue;
+            }
+        };
+        admission.handle(Instant::now(), answer);
+    }
+}
+
 /// Reserves a guess with the brute-force guard: the attempt counts
 /// against the caller, the address and the conference before the code is
 /// compared. None (after logging why) when the guess is refused: the caller
@@ -753,12 +710,11 @@ async fn run_ivr(
 async fn reserve_guess(
     env: &Arc<CallEnv>,
     info: &IncomingCall,
-    route: Route,
+    scope: &str,
 ) -> Option<Reservation> {
     let caller = env.guard.caller_of(info);
     let source = info.flow.remote.ip();
-    let scope = guard_scope(&env.config, route);
-    match env.guard.reserve(&caller, source, &scope).await {
+    match env.guard.reserve(&caller, source, scope).await {
         Ok(r) => Some(r),
         Err(why) => {
             let why = match why {
@@ -801,144 +757,24 @@ fn log_failure(
     }
 }
 
-/// Checks an entered code against the PINs the route allows, under a
-/// reservation of the brute-force guard (see [`reserve_guess`]). Every
-/// candidate PIN is compared (no early exit), plain ones in constant time,
-/// hashed ones off the async runtime. The attempt is settled as soon as the
-/// outcome is known; the verdict is to be given no earlier than the instant
-/// returned (the guard may ask for a delay). Failures are logged with
-/// caller and source, never the digits.
-async fn verify_code(
-    env: &Arc<CallEnv>,
-    info: &IncomingCall,
-    route: Route,
-    code: EnteredCode,
-) -> (CodeVerdict, Option<(usize, Role)>, Instant) {
-    let Some(reservation) = reserve_guess(env, info, route).await else {
-        return (CodeVerdict::LockedOut, None, Instant::now());
-    };
-    let not_before = Instant::now() + reservation.delay();
-    let conferences: Vec<usize> = match route {
-        Route::Conference(i) => vec![i],
-        Route::Lobby => (0..env.config.conferences.len())
-            .filter(|&i| lobby_admits(env, i))
-            .collect(),
-        _ => vec![],
-    };
-    let mut candidates: Vec<(usize, Role, PinSecret)> = Vec::new();
-    for i in conferences {
-        let Some(c) = env.config.conferences.get(i) else {
-            continue;
-        };
-        if let Some(p) = &c.moderator_pin {
-            candidates.push((i, Role::Moderator, p.clone()));
-        }
-        if let Some(p) = &c.pin {
-            candidates.push((i, Role::Participant, p.clone()));
-        }
-    }
-    let check = move |code: EnteredCode| {
-        let mut found = None;
-        for (i, role, pin) in &candidates {
-            if pin.verify(code.expose()) && found.is_none() {
-                found = Some((*i, *role));
-            }
-        }
-        found
-    };
-    let dialin_code = code.clone();
-    let mut matched = tokio::task::spawn_blocking(move || check(code))
-        .await
-        .unwrap_or(None);
-    if matched.is_none() {
-        // A one-time dial-in code from the web join page works in place of
-        // the PIN, once, for its own conference.
-        matched = redeem_dialin(env, route, &dialin_code).await;
-    }
-    let caller = env.guard.caller_of(info);
-    let result = match matched {
-        Some((i, role)) => {
-            reservation.succeeded();
-            let name = env
-                .config
-                .conferences
-                .get(i)
-                .map(|c| c.name.as_str())
-                .unwrap_or("");
-            tracing::info!(call_id = %info.call_id, caller = %caller, source = %info.flow.remote.ip(), conference = name, ?role, "code accepted");
-            (CodeVerdict::Accepted, Some((i, role)), not_before)
-        }
-        None => {
-            let lock = reservation.failed();
-            log_failure(
-                info,
-                &caller,
-                &guard_scope(&env.config, route),
-                "code",
-                lock,
-            );
-            match lock {
-                Some(LockReason::Caller) | Some(LockReason::SourceIp) => {
-                    (CodeVerdict::LockedOut, None, not_before)
-                }
-                _ => (CodeVerdict::Rejected, None, not_before),
-            }
-        }
-    };
-    result
-}
-
-/// A lobby admits on a code alone, so it reaches only plain PIN
-/// conferences: through it, a `pin+otp` conference would skip its passcode.
-fn lobby_admits(env: &CallEnv, i: usize) -> bool {
-    env.config
-        .conferences
-        .get(i)
-        .is_some_and(|c| c.flow.reachable_from_lobby())
-}
-
+/// Redeems a one-time dial-in code from the web join page for one of the
+/// conferences the line reaches (the admission core checks the answer
+/// against the route again).
 async fn redeem_dialin(
     env: &Arc<CallEnv>,
-    route: Route,
     code: &EnteredCode,
-) -> Option<(usize, Role)> {
+    reachable: Vec<String>,
+) -> Option<Redeemed> {
     let service = env.verify.as_ref()?;
-    // Only a code for a conference this line reaches is used up.
-    let reachable: Vec<String> = env
-        .config
-        .conferences
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| match route {
-            Route::Conference(r) => r == i,
-            Route::Lobby => lobby_admits(env, i),
-            _ => false,
-        })
-        .map(|(_, c)| c.name.clone())
-        .collect();
     let (redeemed, participant) = service
         .redeem_dialin(code.expose().to_string(), reachable)
         .await
         .ok()??;
-    let i = env
-        .config
-        .conferences
-        .iter()
-        .position(|c| c.name == redeemed.conference)?;
-    match route {
-        Route::Conference(r) if r != i => return None,
-        Route::Lobby if !lobby_admits(env, i) => return None,
-        _ => {}
-    }
     tracing::info!(participant = %participant.username, conference = %redeemed.conference, "dial-in code accepted");
-    Some((
-        i,
-        if participant.moderator {
-            Role::Moderator
-        } else {
-            Role::Participant
-        },
-    ))
+    Some(Redeemed {
+        conference: redeemed.conference,
+        moderator: participant.moderator,
+    })
 }
 
 /// One-time-passcode state of a call.
@@ -948,7 +784,6 @@ struct OtpCall {
     /// The outcome of the background send: the verification id when it was
     /// delivered (or one is already pending), None when it failed.
     sent: Option<tokio::sync::oneshot::Receiver<Option<String>>>,
-    verification: Option<String>,
 }
 
 /// The known participant this call comes from, if they may join
@@ -1019,70 +854,38 @@ fn send_otp(env: &Arc<CallEnv>, route: Route, otp: &mut OtpCall, call_id: &str) 
 }
 
 /// Waits for the background send; pending forever when there is none.
-async fn recv_otp_sent(otp: &mut OtpCall) -> bool {
+/// The verification's id, or None when the code could not be sent.
+async fn recv_otp_sent(otp: &mut OtpCall) -> Option<String> {
     let Some(rx) = otp.sent.as_mut() else {
         return std::future::pending().await;
     };
     let id = rx.await.ok().flatten();
     otp.sent = None;
-    let ok = id.is_some();
-    otp.verification = id;
-    ok
+    id
 }
 
-/// Checks a keyed one-time passcode under a reservation of the
-/// brute-force guard, like a PIN: anything but the right code (a wrong
-/// one, one past its limits, a failed check) settles as a failure. The
-/// verdict is to be given no earlier than the instant returned.
-async fn check_otp(
-    otp: &mut OtpCall,
-    env: &Arc<CallEnv>,
-    info: &IncomingCall,
-    route: Route,
-    code: EnteredCode,
-) -> (OtpVerdict, Instant) {
+/// Asks the verification service about a keyed passcode. Anything but the
+/// right code (a wrong one, one past its limits, a failed check) is a
+/// failure for the guard; the admission core maps it to what the caller
+/// hears.
+async fn check_passcode(env: &Arc<CallEnv>, target: OtpTarget, code: &EnteredCode) -> OtpCheck {
     let Some(service) = env.verify.as_ref() else {
-        return (OtpVerdict::Failed, Instant::now());
+        return OtpCheck::Failed;
     };
-    // Until the send has reported, check the participant's pending one.
-    let by = match (&otp.verification, &otp.participant) {
-        (Some(id), _) => CheckBy::Id(id.clone()),
-        (None, Some(p)) => CheckBy::Destination(p.phone.clone()),
-        (None, None) => return (OtpVerdict::Failed, Instant::now()),
+    let by = match target {
+        OtpTarget::Verification(id) => CheckBy::Id(id),
+        OtpTarget::Destination(phone) => CheckBy::Destination(phone),
     };
-    let Some(reservation) = reserve_guess(env, info, route).await else {
-        return (OtpVerdict::LockedOut, Instant::now());
-    };
-    let not_before = Instant::now() + reservation.delay();
-    let verdict = match service.check(by, code.expose().to_string()).await {
-        Ok(c) if c.valid => OtpVerdict::Approved,
-        Ok(c) if c.verification.status == Status::Pending => OtpVerdict::Wrong,
-        Ok(_) => OtpVerdict::Failed,
-        Err(ServiceError::NotFound) => OtpVerdict::Wrong,
+    match service.check(by, code.expose().to_string()).await {
+        Ok(c) if c.valid => OtpCheck::Approved,
+        Ok(c) if c.verification.status == Status::Pending => OtpCheck::Wrong,
+        Ok(_) => OtpCheck::Failed,
+        Err(ServiceError::NotFound) => OtpCheck::Wrong,
         Err(e) => {
             tracing::error!(error = %e, "code check failed");
-            OtpVerdict::Failed
+            OtpCheck::Failed
         }
-    };
-    let verdict = if verdict == OtpVerdict::Approved {
-        reservation.succeeded();
-        verdict
-    } else {
-        let lock = reservation.failed();
-        let caller = env.guard.caller_of(info);
-        log_failure(
-            info,
-            &caller,
-            &guard_scope(&env.config, route),
-            "passcode",
-            lock,
-        );
-        match lock {
-            Some(LockReason::Caller) | Some(LockReason::SourceIp) => OtpVerdict::LockedOut,
-            _ => verdict,
-        }
-    };
-    (verdict, not_before)
+    }
 }
 
 /// The participant's recorded name, loaded once and cached.

@@ -399,6 +399,7 @@ pub async fn start_with_clock(
         rooms: Arc::new(room::RoomRegistry::default()),
         guard: guard.clone(),
         next_leg: std::sync::atomic::AtomicU64::new(1),
+        admission: Arc::new(config.admission_rules(verify.is_some())),
         verify: verify.clone(),
         name_prompts: Default::default(),
         config: Arc::new(config.clone()),
