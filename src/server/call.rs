@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::RngExt;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::guard::{GuardService, Refused, Reservation};
 use super::leg::{LegMedia, Received};
-use super::room::{LegEvent, RoomCommand, RoomConfig, RoomRegistry};
+use super::room::{LegEvent, LegLink, RoomCommand, RoomConfig, RoomRegistry, LEG_EVENT_QUEUE};
 use super::rtp_ports::RtpPortAllocator;
 use super::sip_task::{CallCommand, CallEvent};
 use crate::conference::admission::{
@@ -927,8 +927,12 @@ async fn run_conference(
         return;
     };
     let leg = LegId(env.next_leg.fetch_add(1, Ordering::Relaxed));
-    let (tx, mut leg_events) = mpsc::unbounded_channel();
-    env.rooms.join(
+    let (events, mut leg_events) = mpsc::channel(LEG_EVENT_QUEUE);
+    // Held for as long as this function runs: however it ends, dropping it
+    // tells the room the leg has left.
+    let (_leaving, left) = oneshot::channel::<()>();
+    let (media_updates, media_rx) = watch::channel(None);
+    let joined = env.rooms.join(
         &room,
         RoomCommand::Join {
             leg,
@@ -936,18 +940,26 @@ async fn run_conference(
             call_id: sip.call_id.clone(),
             media: Box::new(media),
             dtmf: Box::new(dtmf),
-            events: tx,
+            link: LegLink {
+                left,
+                media: media_rx,
+                events,
+            },
         },
     );
+    if joined.is_err() {
+        tracing::warn!(call_id = %sip.call_id, room = %room.name, "room queue full: hanging up instead of joining");
+        sip.hangup().await;
+        return;
+    }
     loop {
         tokio::select! {
             ev = sip.events.recv() => match sip.on_event(ev, started).await {
-                SipOutcome::Ended => {
-                    env.rooms.send(&room.name, RoomCommand::Leave { leg });
-                    return;
+                SipOutcome::Ended => return,
+                SipOutcome::Media(negotiated) => {
+                    media_updates.send_replace(Some(negotiated));
                 }
-                SipOutcome::Media(negotiated) => env.rooms.send(&room.name, RoomCommand::UpdateMedia { leg, negotiated }),
-                SipOutcome::Digit(key) => env.rooms.send(&room.name, RoomCommand::Digit { leg, key }),
+                SipOutcome::Digit(key) => env.rooms.send_digit(&room.name, leg, key),
                 SipOutcome::Continue => {}
             },
             le = leg_events.recv() => {
