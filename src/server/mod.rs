@@ -294,6 +294,77 @@ fn source_limits(config: &Config) -> crate::sip::ua::SourceLimitSettings {
     limits
 }
 
+/// The SIP user agent's settings from the config.
+fn ua_config(config: &Config) -> UaConfig {
+    UaConfig {
+        timers: TimerValues {
+            t1: config.sip.t1,
+            t2: config.sip.t2,
+            t4: config.sip.t4,
+        },
+        min_session_expires: config.sip.min_session_expires,
+        max_calls: config.sip.max_calls,
+        limits: source_limits(config),
+        ..UaConfig::default()
+    }
+}
+
+/// Each conference's prompts: the global set with its own files over it.
+fn conference_prompt_sets(config: &Config, prompts: &PromptSet) -> io::Result<Vec<PromptSet>> {
+    config
+        .conferences
+        .iter()
+        .map(|c| {
+            prompts.with_overrides(&c.prompt_files).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("conference {}: {e}", c.name),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Binds the HTTP API (and the join page when enabled) and starts serving
+/// it until shutdown. Returns its address and its task.
+async fn start_http(
+    config: &Config,
+    http: &HttpSettings,
+    service: &VerifyService,
+    shutdown_tx: watch::Sender<bool>,
+    watch: &TaskWatch,
+) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let names = config.conferences.iter().map(|c| c.name.clone()).collect();
+    let join = if http.join_page {
+        Some(join_state(config, http, service).await?)
+    } else {
+        None
+    };
+    let app = crate::http::app(
+        ApiState::new(service.clone(), http, names),
+        http.max_body_bytes,
+        join,
+    );
+    let server = HttpServer::bind(http.listen, app, http.limits.clone()).await?;
+    let addr = server.local_addr()?;
+    let mut stop = shutdown_tx.subscribe();
+    let mut stopping = shutdown_tx.subscribe();
+    let task = watch.spawn("HTTP server", async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = server.run(shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+        // Its end is expected only once the server is stopping.
+        if *stopping.borrow_and_update() {
+            std::future::pending::<()>().await;
+        }
+    });
+    tracing::info!(http = %addr, join_page = http.join_page, "HTTP API listening");
+    Ok((addr, task))
+}
+
 /// Binds the sockets and starts serving on the current tokio runtime.
 pub async fn start(config: Config, prompts: PromptSet) -> io::Result<ServerHandle> {
     start_with_clock(config, prompts, Arc::new(SystemClock)).await
@@ -368,29 +439,10 @@ pub async fn start_with_clock(
         listen: sip_addr,
     };
 
-    let ua_cfg = UaConfig {
-        timers: TimerValues {
-            t1: config.sip.t1,
-            t2: config.sip.t2,
-            t4: config.sip.t4,
-        },
-        min_session_expires: config.sip.min_session_expires,
-        max_calls: config.sip.max_calls,
-        limits: source_limits(&config),
-        ..UaConfig::default()
-    };
+    let ua_cfg = ua_config(&config);
     let (lo, hi) = config.rtp.ports;
     let rtp_ip = config.sip.listen.ip();
-    let mut conference_prompts = Vec::new();
-    for c in &config.conferences {
-        let set = prompts.with_overrides(&c.prompt_files).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("conference {}: {e}", c.name),
-            )
-        })?;
-        conference_prompts.push(set);
-    }
+    let conference_prompts = conference_prompt_sets(&config, &prompts)?;
     let env = Arc::new(CallEnv {
         ports: Arc::new(RtpPortAllocator::new(lo, hi)),
         prompts,
@@ -433,34 +485,10 @@ pub async fn start_with_clock(
 
     let mut http_addr = None;
     if let (Some(http), Some(service)) = (&config.otp.http, &verify) {
-        let names = config.conferences.iter().map(|c| c.name.clone()).collect();
-        let join = if http.join_page {
-            Some(join_state(&config, http, service).await?)
-        } else {
-            None
-        };
-        let app = crate::http::app(
-            ApiState::new(service.clone(), http, names),
-            http.max_body_bytes,
-            join,
-        );
-        let server = HttpServer::bind(http.listen, app, http.limits.clone()).await?;
-        http_addr = Some(server.local_addr()?);
-        let mut stop = shutdown_tx.subscribe();
-        let mut stopping = shutdown_tx.subscribe();
-        side_tasks.push(watch.spawn("HTTP server", async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = server.run(shutdown).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-            // Its end is expected only once the server is stopping.
-            if *stopping.borrow_and_update() {
-                std::future::pending::<()>().await;
-            }
-        }));
-        tracing::info!(http = ?http_addr, join_page = http.join_page, "HTTP API listening");
+        let (addr, server) =
+            start_http(&config, http, service, shutdown_tx.clone(), &watch).await?;
+        http_addr = Some(addr);
+        side_tasks.push(server);
     }
     tracing::info!(sip = %sip_addr, udp = config.sip.udp, tcp = config.sip.tcp, rtp_ports = ?config.rtp.ports, "pinbridge listening");
     Ok(ServerHandle {

@@ -147,72 +147,15 @@ pub(super) fn read(file: &[u8]) -> Result<Capture<'_>, PcapError> {
                     offset_secs: 0,
                 }),
             },
-            EPB | OPB => {
-                let (id, ts_at) = if block_type == EPB {
-                    (order.u32(body, 0).map(|v| v as usize), 4)
-                } else {
-                    (order.u16(body, 0).map(usize::from), 4)
-                };
-                let ts_hi = order.u32(body, ts_at);
-                let ts_lo = order.u32(body, ts_at + 4);
-                let caplen = order.u32(body, ts_at + 8).map(|v| v as usize);
-                let orig = order.u32(body, ts_at + 12).map(|v| v as usize);
-                let data_at = ts_at + 16;
-                let (Some(id), Some(hi), Some(lo), Some(caplen), Some(orig)) =
-                    (id, ts_hi, ts_lo, caplen, orig)
-                else {
-                    sink.stats.packets += 1;
-                    sink.stats.malformed += 1;
-                    at += ulen;
-                    first = false;
-                    continue;
-                };
-                let frame = body.get(data_at..data_at.saturating_add(caplen));
-                match (interfaces.get(id), frame) {
-                    (Some(iface), Some(frame)) => {
-                        let ts = (u64::from(hi) << 32) | u64::from(lo);
-                        match (iface.link, iface.time(ts)) {
-                            (Ok(link), Some(time)) => {
-                                last_time = time;
-                                sink.frame(link, time, frame, orig);
-                            }
-                            (Ok(_), None) => {
-                                sink.stats.packets += 1;
-                                sink.stats.malformed += 1;
-                            }
-                            (Err(_), _) => sink.unsupported(),
-                        }
-                    }
-                    (None, _) => sink.unsupported(),
-                    (Some(_), None) => {
-                        sink.stats.packets += 1;
-                        sink.stats.malformed += 1;
-                    }
-                }
-            }
-            SPB => {
-                // Interface 0; no time; captured length = what the block
-                // holds, bounded by the original length and snaplen.
-                match (interfaces.first(), order.u32(body, 0)) {
-                    (Some(iface), Some(orig)) => match iface.link {
-                        Ok(link) => {
-                            let data = &body[4..];
-                            let mut caplen = data.len().min(orig as usize);
-                            if iface.snaplen != 0 {
-                                caplen = caplen.min(iface.snaplen as usize);
-                            }
-                            sink.stats.untimed += 1;
-                            sink.frame(link, last_time, &data[..caplen], orig as usize);
-                        }
-                        Err(_) => sink.unsupported(),
-                    },
-                    (None, _) => sink.unsupported(),
-                    (Some(_), None) => {
-                        sink.stats.packets += 1;
-                        sink.stats.malformed += 1;
-                    }
-                }
-            }
+            EPB | OPB => packet_block(
+                &mut sink,
+                &interfaces,
+                order,
+                body,
+                block_type,
+                &mut last_time,
+            ),
+            SPB => simple_packet_block(&mut sink, &interfaces, order, body, last_time),
             // Name resolution, interface statistics, custom, decryption
             // secrets, systemd journal, ...: nothing for us.
             _ => {}
@@ -234,6 +177,91 @@ pub(super) fn read(file: &[u8]) -> Result<Capture<'_>, PcapError> {
         datagrams: sink.datagrams,
         stats: sink.stats,
     })
+}
+
+/// An Enhanced (or obsolete) Packet Block: interface id, timestamp,
+/// captured and original lengths, then the frame.
+fn packet_block<'a>(
+    sink: &mut Sink<'a>,
+    interfaces: &[Interface],
+    order: Order,
+    body: &'a [u8],
+    block_type: u32,
+    last_time: &mut Duration,
+) {
+    let (id, ts_at) = if block_type == EPB {
+        (order.u32(body, 0).map(|v| v as usize), 4)
+    } else {
+        (order.u16(body, 0).map(usize::from), 4)
+    };
+    let ts_hi = order.u32(body, ts_at);
+    let ts_lo = order.u32(body, ts_at + 4);
+    let caplen = order.u32(body, ts_at + 8).map(|v| v as usize);
+    let orig = order.u32(body, ts_at + 12).map(|v| v as usize);
+    let data_at = ts_at + 16;
+    let (Some(id), Some(hi), Some(lo), Some(caplen), Some(orig)) = (id, ts_hi, ts_lo, caplen, orig)
+    else {
+        sink.stats.packets += 1;
+        sink.stats.malformed += 1;
+        return;
+    };
+    let frame = body.get(data_at..data_at.saturating_add(caplen));
+    match (interfaces.get(id), frame) {
+        (Some(iface), Some(frame)) => {
+            let ts = (u64::from(hi) << 32) | u64::from(lo);
+            match (iface.link, iface.time(ts)) {
+                (Ok(link), Some(time)) => {
+                    *last_time = time;
+                    sink.frame(link, time, frame, orig);
+                }
+                (Ok(_), None) => {
+                    sink.stats.packets += 1;
+                    sink.stats.malformed += 1;
+                }
+                (Err(_), _) => sink.unsupported(),
+            }
+        }
+        (None, _) => sink.unsupported(),
+        (Some(_), None) => {
+            sink.stats.packets += 1;
+            sink.stats.malformed += 1;
+        }
+    }
+}
+
+/// A Simple Packet Block: interface 0, no time; the captured length is
+/// what the block holds, bounded by the original length and the snaplen.
+fn simple_packet_block<'a>(
+    sink: &mut Sink<'a>,
+    interfaces: &[Interface],
+    order: Order,
+    body: &'a [u8],
+    last_time: Duration,
+) {
+    match (interfaces.first(), order.u32(body, 0)) {
+        (Some(iface), Some(orig)) => match iface.link {
+            Ok(link) => {
+                let data = body.get(4..).unwrap_or_default();
+                let mut caplen = data.len().min(orig as usize);
+                if iface.snaplen != 0 {
+                    caplen = caplen.min(iface.snaplen as usize);
+                }
+                sink.stats.untimed += 1;
+                sink.frame(
+                    link,
+                    last_time,
+                    data.get(..caplen).unwrap_or_default(),
+                    orig as usize,
+                );
+            }
+            Err(_) => sink.unsupported(),
+        },
+        (None, _) => sink.unsupported(),
+        (Some(_), None) => {
+            sink.stats.packets += 1;
+            sink.stats.malformed += 1;
+        }
+    }
 }
 
 /// Parses an Interface Description Block body; `None` if it is too short.
