@@ -11,43 +11,14 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::{Ctx, Seg};
+use crate::verify::e164::normalize_e164;
 
-/// How a code reaches a participant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ChannelKind {
-    /// JSON POST to the operator's SMS gateway.
-    Webhook,
-    /// RFC 3428 MESSAGE through the SIP trunk (SMS over SIP).
-    SipMessage,
-    Email,
-    /// A call through the trunk that reads the code out.
-    Voice,
-    /// The log, for development only.
-    Log,
-}
-
-impl ChannelKind {
-    pub fn from_name(s: &str) -> Option<ChannelKind> {
-        match s {
-            "webhook" | "sms" => Some(ChannelKind::Webhook),
-            "sip-message" => Some(ChannelKind::SipMessage),
-            "email" => Some(ChannelKind::Email),
-            "voice" | "call" => Some(ChannelKind::Voice),
-            "log" => Some(ChannelKind::Log),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ChannelKind::Webhook => "webhook",
-            ChannelKind::SipMessage => "sip-message",
-            ChannelKind::Email => "email",
-            ChannelKind::Voice => "voice",
-            ChannelKind::Log => "log",
-        }
-    }
-}
+// The settings types the verification features define: config builds
+// them, and they are part of what `Config` holds.
+pub use crate::verify::channel::ChannelKind;
+pub use crate::verify::settings::{
+    EmailSettings, ParticipantSettings, SmtpSecurity, VerifySettings, WebhookSettings,
+};
 
 /// Which check a conference asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,21 +58,6 @@ impl ConferenceFlow {
 pub struct StoreSettings {
     /// The SQLite file, created on first start.
     pub path: PathBuf,
-}
-
-#[derive(Debug, Clone)]
-pub struct VerifySettings {
-    /// Digits per code, 4–10.
-    pub code_length: u8,
-    pub ttl: Duration,
-    /// Wrong checks before `max_attempts_reached`.
-    pub max_checks: u32,
-    /// Codes sent to one destination per hour.
-    pub max_sends_per_hour: u32,
-    /// The key of the keyed code hashes (created, mode 0600, on first start).
-    pub key_file: PathBuf,
-    /// Default channels, tried in order (fallback).
-    pub channels: Vec<ChannelKind>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,67 +139,6 @@ impl Default for HttpLimits {
     }
 }
 
-#[derive(Clone)]
-pub struct WebhookSettings {
-    pub url: String,
-    /// HMAC-SHA256 key for the signature header.
-    pub secret: String,
-    pub timeout: Duration,
-    pub retries: u32,
-}
-
-impl std::fmt::Debug for WebhookSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a gateway token in its query: keep only the
-        // part before `?`.
-        let url = self.url.split('?').next().unwrap_or("");
-        f.debug_struct("WebhookSettings")
-            .field("url", &url)
-            .field("secret", &"<redacted>")
-            .field("timeout", &self.timeout)
-            .field("retries", &self.retries)
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpSecurity {
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Tls,
-    /// Plain text, for a local relay only.
-    None,
-}
-
-#[derive(Clone)]
-pub struct EmailSettings {
-    pub host: String,
-    pub port: u16,
-    pub security: SmtpSecurity,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub from: String,
-    pub timeout: Duration,
-    /// Extra trusted root certificates (PEM) for the server's TLS, for a
-    /// relay with a private CA; the system's roots stay trusted too.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for EmailSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("security", &self.security)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("from", &self.from)
-            .field("timeout", &self.timeout)
-            .field("ca_file", &self.ca_file)
-            .finish()
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrunkTransport {
     Udp,
@@ -283,24 +178,6 @@ impl std::fmt::Debug for TrunkSettings {
             .field("realm", &self.realm)
             .finish()
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct ParticipantSettings {
-    /// Unique login for the web join page and the API (None: derived from
-    /// the name when the participant is stored).
-    pub username: Option<String>,
-    pub name: String,
-    /// E.164, normalised at load.
-    pub phone: String,
-    pub email: Option<String>,
-    pub moderator: bool,
-    /// Conference names ("*" for all).
-    pub conferences: Vec<String>,
-    /// Preferred channels (empty: the global order).
-    pub channels: Vec<ChannelKind>,
-    /// A recording of the participant's name, played after "welcome".
-    pub name_prompt: Option<PathBuf>,
 }
 
 /// Everything the one-time-passcode features need.
@@ -591,36 +468,6 @@ fn channels(
         }
     }
     Ok(out)
-}
-
-/// Normalises a phone number to E.164 (`+` and 8–15 digits): visual
-/// separators are dropped, `00` and the national trunk prefix `0` are
-/// handled, and numbers without a country code get `default_cc`.
-pub fn normalize_e164(number: &str, default_cc: &str) -> Option<String> {
-    let trimmed = number.trim();
-    let (plus, rest) = match trimmed.strip_prefix('+') {
-        Some(r) => (true, r),
-        None => (false, trimmed),
-    };
-    let digits: String = rest
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-        .collect();
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let e164 = if plus {
-        digits
-    } else if let Some(intl) = digits.strip_prefix("00") {
-        intl.to_string()
-    } else if default_cc == "1" && digits.len() == 11 && digits.starts_with('1') {
-        // North American numbers are often dialled with the leading 1.
-        digits
-    } else {
-        let national = digits.strip_prefix('0').unwrap_or(&digits);
-        format!("{default_cc}{national}")
-    };
-    (8..=15).contains(&e164.len()).then(|| format!("+{e164}"))
 }
 
 pub(super) fn validate(
@@ -1110,33 +957,6 @@ mod tests {
         assert!(e.message.contains("belongs to another participant"), "{e}");
     }
 
-    #[test]
-    fn e164_normalisation() {
-        assert_eq!(
-            normalize_e164("+1 (201) 555-0123", "1").as_deref(),
-            Some("+12015550123")
-        );
-        assert_eq!(
-            normalize_e164("2015550123", "1").as_deref(),
-            Some("+12015550123")
-        );
-        assert_eq!(
-            normalize_e164("12015550123", "1").as_deref(),
-            Some("+12015550123")
-        );
-        assert_eq!(
-            normalize_e164("0044 20 7946 0958", "1").as_deref(),
-            Some("+442079460958")
-        );
-        assert_eq!(
-            normalize_e164("020 7946 0958", "44").as_deref(),
-            Some("+442079460958")
-        );
-        assert_eq!(normalize_e164("abc", "1"), None);
-        assert_eq!(normalize_e164("+12", "1"), None);
-        assert_eq!(normalize_e164("", "1"), None);
-    }
-
     fn parse_at_etc(text: &str) -> Result<crate::config::Config, ConfigError> {
         crate::config::Config::parse(text, "test.toml", std::path::Path::new("/etc/pinbridge"))
     }
@@ -1277,21 +1097,5 @@ mod tests {
         .err()
         .unwrap_or_else(|| panic!("a realm without credentials"));
         assert_eq!(e.key, "trunk.realm");
-    }
-
-    #[test]
-    fn webhook_debug_hides_the_secret_and_query() {
-        let w = WebhookSettings {
-            url: "https://gw.example.com/send?token=t0ken".into(),
-            secret: "0123456789abcdef".into(),
-            timeout: Duration::from_secs(1),
-            retries: 1,
-        };
-        let d = format!("{w:?}");
-        assert!(
-            !d.contains("0123456789abcdef") && !d.contains("t0ken"),
-            "{d}"
-        );
-        assert!(d.contains("https://gw.example.com/send"), "{d}");
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::ApiState;
-use crate::config::otp::ChannelKind;
+use crate::verify::channel::ChannelKind;
 use crate::verify::clock::rfc3339;
 use crate::verify::otp::{mask, Policy, Verification};
 use crate::verify::service::{Channels, CheckBy, Target};

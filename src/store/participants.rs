@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use super::{Store, StoreError};
-use crate::config::otp::{ChannelKind, ParticipantSettings};
+use crate::verify::channel::ChannelKind;
 use crate::verify::directory::{
     slug, Directory, DirectoryError, Participant, Source, ValidParticipant,
 };
+use crate::verify::settings::ParticipantSettings;
 
 /// What [`Store::sync_config_participants`] changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

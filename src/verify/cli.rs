@@ -261,7 +261,7 @@ fn remove(
         Some(p) => Some(p),
         None => match store.participant_by_username(who)? {
             Some(p) => Some(p),
-            None => match crate::config::otp::normalize_e164(who, rules.default_country_code) {
+            None => match crate::verify::e164::normalize_e164(who, rules.default_country_code) {
                 Some(e164) => store.participant_by_phone(&e164)?,
                 None => None,
             },

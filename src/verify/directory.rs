@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use crate::config::otp::{normalize_e164, ChannelKind, ParticipantSettings};
+use super::channel::ChannelKind;
+use super::e164::normalize_e164;
+use super::settings::ParticipantSettings;
 
 /// Longest name, username and email we accept (the name is read out and
 /// shown; nothing legitimate is longer).

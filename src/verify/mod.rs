@@ -8,13 +8,16 @@
 //! is the thin async glue the HTTP API and the IVR share: it runs those
 //! cores on the store thread and calls the delivery channels.
 
+pub mod channel;
 pub mod cli;
 pub mod clock;
 pub mod delivery;
 pub mod dialin;
 pub mod directory;
+pub mod e164;
 pub mod key;
 pub mod otp;
 pub mod random;
 pub mod sender;
 pub mod service;
+pub mod settings;

@@ -32,10 +32,11 @@ use std::fmt;
 
 use subtle::ConstantTimeEq;
 
+use super::channel::ChannelKind;
 use super::key::ServerKey;
 use super::random::{self, RandomError};
 use super::sender::{DeliveryOutcome, SecretCode};
-use crate::config::otp::{ChannelKind, VerifySettings};
+use super::settings::VerifySettings;
 
 pub const HOUR_MS: i64 = 3_600_000;
 

@@ -6,16 +6,18 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::channel::ChannelKind;
 use super::clock::Clock;
 use super::dialin::{DialinCodes, DialinError, Redeemed};
 use super::directory::Participant;
+use super::e164::normalize_e164;
 use super::key::ServerKey;
 use super::otp::{
     CancelError, CheckError, CheckTarget, Checked, DeliveryRecord, Policy, PolicyError, StartError,
     StartRequest, Started, Status, Verification, Verifier,
 };
 use super::sender::{CodeSender, DeliveryOutcome, DeliveryRequest, SecretCode};
-use crate::config::otp::{normalize_e164, ChannelKind, OtpSettings};
+use crate::config::otp::OtpSettings;
 use crate::store::{StoreError, StoreHandle};
 
 /// Whom to send a code to.
