@@ -155,7 +155,7 @@ impl From<DirectoryError> for ApiError {
             DirectoryError::FromConfig(_) => {
                 ApiError::new(StatusCode::CONFLICT, "config_participant", message)
             }
-            DirectoryError::Store(e) => ApiError::internal(e),
+            DirectoryError::Storage(e) => ApiError::internal(e.detail()),
         }
     }
 }

@@ -80,11 +80,7 @@ pub async fn start(
         (Some(to), None) => Target::Phone(to),
         (None, Some(username)) => {
             let u = username.clone();
-            let p = state
-                .service
-                .store()
-                .call(move |s| s.participant_by_username(&u))
-                .await??;
+            let p = state.service.participant_by_username(u).await?;
             match p {
                 Some(p) => Target::Participant(Box::new(p)),
                 None => {

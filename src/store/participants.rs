@@ -419,6 +419,22 @@ impl Directory for Store {
     fn by_id(&self, id: i64) -> Result<Option<Participant>, DirectoryError> {
         Ok(self.participant_by_id(id)?)
     }
+
+    fn list(&self) -> Result<Vec<Participant>, DirectoryError> {
+        Ok(self.list_participants()?)
+    }
+
+    fn insert(&mut self, p: &ValidParticipant, now_ms: i64) -> Result<Participant, DirectoryError> {
+        self.insert_participant(p, now_ms)
+    }
+
+    fn update(&mut self, id: i64, p: &ValidParticipant) -> Result<Participant, DirectoryError> {
+        self.update_participant(id, p)
+    }
+
+    fn delete(&mut self, id: i64) -> Result<Participant, DirectoryError> {
+        self.delete_participant(id)
+    }
 }
 
 #[cfg(test)]

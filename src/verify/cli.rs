@@ -12,7 +12,6 @@ use super::clock::{rfc3339, Clock, SystemClock};
 use super::directory::{
     validate, DirectoryError, Participant, ParticipantInput, Rules, ValidParticipant,
 };
-use super::service::ChannelPolicy;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -96,7 +95,7 @@ pub fn run(
         }
     };
     let names: Vec<String> = config.conferences.iter().map(|c| c.name.clone()).collect();
-    let policy = ChannelPolicy::from_settings(&config.otp);
+    let policy = config.otp.channel_policy();
     let rules = Rules {
         default_country_code: &config.otp.identity.default_country_code,
         conferences: Some(&names),
@@ -135,7 +134,7 @@ enum Failure {
 impl From<DirectoryError> for Failure {
     fn from(e: DirectoryError) -> Self {
         match e {
-            DirectoryError::Store(s) => Failure::Store(s.to_string()),
+            DirectoryError::Storage(s) => Failure::Store(s.detail().to_string()),
             other => Failure::Refused(vec![other.to_string()]),
         }
     }
@@ -177,7 +176,7 @@ fn add(
 fn list(store: &Store, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let all = store.list_participants()?;
     if json {
-        let v: Vec<_> = all.iter().map(crate::http::participant_json).collect();
+        let v: Vec<_> = all.iter().map(Participant::to_json).collect();
         let _ = writeln!(
             out,
             "{}",
@@ -322,7 +321,7 @@ fn import(
                 _ => None,
             };
             match (line, e) {
-                (_, DirectoryError::Store(s)) => Err(Failure::Store(s.to_string())),
+                (_, DirectoryError::Storage(s)) => Err(Failure::Store(s.detail().to_string())),
                 (Some(n), e) => Err(Failure::Refused(vec![format!(
                     "{shown}:{n}: {e} (nothing was imported)"
                 )])),

@@ -6,7 +6,10 @@
 //! (unix milliseconds, because verifications outlive a restart) and a
 //! storage to work on, and never read a clock or touch a socket. `service`
 //! is the thin async glue the HTTP API and the IVR share: it runs those
-//! cores on the store thread and calls the delivery channels.
+//! cores on a [`storage::VerificationStore`] (implemented by `crate::store`)
+//! and calls the delivery channels. `settings` are what the configuration
+//! gives this module; `channel` and `e164` are the domain types it shares
+//! with the configuration, the store and the API.
 
 pub mod channel;
 pub mod cli;
@@ -21,3 +24,4 @@ pub mod random;
 pub mod sender;
 pub mod service;
 pub mod settings;
+pub mod storage;

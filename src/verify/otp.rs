@@ -207,6 +207,13 @@ pub struct DeliveryRecord {
 #[error("storage: {0}")]
 pub struct StorageError(pub String);
 
+impl StorageError {
+    /// The storage's own account, without the "storage:" this error adds.
+    pub fn detail(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Where verifications live: the SQLite store in production, a map in
 /// tests. Implementations need no locking of their own: the caller
 /// serialises access.
