@@ -159,9 +159,3 @@ impl From<DirectoryError> for ApiError {
         }
     }
 }
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError::internal(e)
-    }
-}
