@@ -12,7 +12,6 @@
 //! with the configuration, the store and the API.
 
 pub mod channel;
-pub mod cli;
 pub mod clock;
 pub mod delivery;
 pub mod dialin;
