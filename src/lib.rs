@@ -3,14 +3,16 @@
 //!
 //! The protocol and signal cores (`sip`, `media`, `ivr`) take input and the
 //! current time and return output; they own no socket, task or clock. The
-//! `server` module is the thin tokio shell that does the I/O. See
-//! ARCHITECTURE.md for the shape.
+//! `server` module is the thin tokio shell that does the I/O; `cli` holds
+//! the offline tools of the command line. See ARCHITECTURE.md for the
+//! shape.
 
 // Peer- and operator-controlled text is never sliced by byte index: a
 // multi-byte character at the cut panics. Use `get(..)`, `split_once`,
 // `strip_prefix` or bytes (test code may allow it).
 #![deny(clippy::string_slice)]
 
+pub mod cli;
 pub mod conference;
 pub mod config;
 pub mod fault;

@@ -1,4 +1,5 @@
-//! The `pinbridge` command line.
+//! The `pinbridge` command line: parses the arguments, then runs the
+//! server or one of the offline tools in `pinbridge::cli`.
 
 // Peer- and operator-controlled text is never sliced by byte index: a
 // multi-byte character at the cut panics. Use `get(..)`, `split_once`,
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngExt;
 
+use pinbridge::cli;
 use pinbridge::conference::pin::PinSecret;
 use pinbridge::config::{parse_port_range, Config, LogFormat};
 use pinbridge::ivr::prompts::PromptSet;
@@ -42,7 +44,7 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
-        command: pinbridge::verify::cli::ParticipantsCommand,
+        command: pinbridge::cli::participants::ParticipantsCommand,
     },
     /// Print the DTMF digits in a WAV file or an RTP capture (pcap/pcapng):
     /// one line per digit, `<start_ms> <digit> <method>`.
@@ -83,41 +85,15 @@ enum LogFormatArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         None => run(RunArgs::default()),
         Some(Command::Run(args)) => run(args),
-        Some(Command::HashPin { pin }) => hash_pin_command(pin),
+        Some(Command::HashPin { pin }) => cli::hash_pin::main(pin),
         Some(Command::Participants { config, command }) => {
-            let config = match config {
-                Some(path) => match Config::load(&path) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return ExitCode::FAILURE;
-                    }
-                },
-                None => Config::embedded_default(),
-            };
-            pinbridge::verify::cli::participants_command(&config, command)
+            cli::participants::main(config.as_deref(), command)
         }
-        Some(Command::DetectDtmf { file, event_pt }) => detect_dtmf_command(&file, event_pt),
-        Some(Command::CheckConfig { file }) => match Config::load(&file) {
-            Ok(c) => match PromptSet::load(&c.prompt_files) {
-                Ok(_) => {
-                    println!("{}: OK", file.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{}: prompts: {e}", file.display());
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::DetectDtmf { file, event_pt }) => cli::detect_dtmf::main(&file, event_pt),
+        Some(Command::CheckConfig { file }) => cli::check_config::main(&file),
     }
 }
 
@@ -139,57 +115,6 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
     }
     apply_conference_pin(&mut config)?;
     Ok(config)
-}
-
-/// Digits on stdout and nothing else; diagnostics on stderr; unreadable
-/// input exits 2 with a message naming the problem.
-fn detect_dtmf_command(file: &std::path::Path, event_pt: Option<u8>) -> ExitCode {
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{}: cannot read: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    match pinbridge::media::dtmf::detect::analyse_file(&bytes, event_pt) {
-        Ok(d) => {
-            for note in &d.notes {
-                eprintln!("{}: {note}", file.display());
-            }
-            for digit in &d.digits {
-                println!("{digit}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}: {e}", file.display());
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn hash_pin_command(pin: Option<String>) -> ExitCode {
-    let pin = match pin {
-        Some(p) => p,
-        None => {
-            let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).is_err() {
-                eprintln!("cannot read the PIN from standard input");
-                return ExitCode::FAILURE;
-            }
-            line.trim().to_string()
-        }
-    };
-    match pinbridge::conference::pin::hash_pin(&pin) {
-        Ok(h) => {
-            println!("{h}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// CONFERENCE_PIN sets the PIN of every conference that asks for one and

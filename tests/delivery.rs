@@ -1435,8 +1435,10 @@ name = "room"
         Some(pki.ca_file.clone())
     );
     let voice = Arc::new(FakeVoice(Mutex::new(Vec::new())));
-    let d = Dispatcher::from_settings(&cfg.otp)
+    let otp = &cfg.otp;
+    let d = Dispatcher::from_settings(otp.webhook.as_ref(), otp.email.as_ref(), otp.log_channel)
         .expect("dispatcher")
+        .with_fallback(otp.verify.channels.clone())
         .with_voice(voice.clone());
     assert_eq!(d.fallback(), [ChannelKind::Webhook, ChannelKind::Email]);
     assert!(!d.is_configured(ChannelKind::Log));

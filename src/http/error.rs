@@ -155,13 +155,7 @@ impl From<DirectoryError> for ApiError {
             DirectoryError::FromConfig(_) => {
                 ApiError::new(StatusCode::CONFLICT, "config_participant", message)
             }
-            DirectoryError::Store(e) => ApiError::internal(e),
+            DirectoryError::Storage(e) => ApiError::internal(e.detail()),
         }
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError::internal(e)
     }
 }

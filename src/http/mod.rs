@@ -34,7 +34,6 @@ use crate::config::otp::HttpSettings;
 use crate::verify::service::VerifyService;
 use error::ApiError;
 
-pub use participants::view as participant_json;
 pub use server::HttpServer;
 pub use verifications::view as verification_json;
 

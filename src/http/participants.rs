@@ -12,8 +12,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::ApiState;
-use crate::config::otp::ChannelKind;
-use crate::verify::clock::rfc3339;
+use crate::verify::channel::ChannelKind;
 use crate::verify::directory::{validate, Participant, ParticipantInput, Rules};
 
 #[derive(Deserialize)]
@@ -33,22 +32,6 @@ pub struct ParticipantBody {
     channels: Vec<String>,
     #[serde(default)]
     name_prompt: Option<String>,
-}
-
-pub fn view(p: &Participant) -> Value {
-    json!({
-        "id": p.id,
-        "username": p.username,
-        "name": p.name,
-        "phone": p.phone,
-        "email": p.email,
-        "moderator": p.moderator,
-        "conferences": p.conferences,
-        "channels": p.channels.iter().map(|c| c.name()).collect::<Vec<_>>(),
-        "name_prompt": p.name_prompt.as_ref().map(|n| n.to_string_lossy()),
-        "source": p.source.name(),
-        "created_at": rfc3339(p.created_ms),
-    })
 }
 
 fn path_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
@@ -85,13 +68,9 @@ fn validated(
 }
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let all = state
-        .service
-        .store()
-        .call(|s| s.list_participants())
-        .await??;
+    let all = state.service.participants().await?;
     Ok(Json(json!({
-        "participants": all.iter().map(view).collect::<Vec<_>>()
+        "participants": all.iter().map(Participant::to_json).collect::<Vec<_>>()
     })))
 }
 
@@ -100,13 +79,8 @@ pub async fn create(
     ApiJson(body): ApiJson<ParticipantBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let p = validated(&state, body)?;
-    let now = state.service.now_ms();
-    let created = state
-        .service
-        .store()
-        .call(move |s| s.insert_participant(&p, now))
-        .await??;
-    Ok((StatusCode::CREATED, Json(view(&created))))
+    let created = state.service.add_participant(p).await?;
+    Ok((StatusCode::CREATED, Json(created.to_json())))
 }
 
 pub async fn fetch(
@@ -116,11 +90,10 @@ pub async fn fetch(
     let id = path_id(id)?;
     let p = state
         .service
-        .store()
-        .call(move |s| s.participant_by_id(id))
-        .await??
+        .participant(id)
+        .await?
         .ok_or_else(|| ApiError::not_found("no such participant"))?;
-    Ok(Json(view(&p)))
+    Ok(Json(p.to_json()))
 }
 
 pub async fn replace(
@@ -130,12 +103,8 @@ pub async fn replace(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(id)?;
     let p = validated(&state, body)?;
-    let updated = state
-        .service
-        .store()
-        .call(move |s| s.update_participant(id, &p))
-        .await??;
-    Ok(Json(view(&updated)))
+    let updated = state.service.update_participant(id, p).await?;
+    Ok(Json(updated.to_json()))
 }
 
 pub async fn remove(
@@ -143,10 +112,6 @@ pub async fn remove(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(id)?;
-    state
-        .service
-        .store()
-        .call(move |s| s.delete_participant(id))
-        .await??;
+    state.service.remove_participant(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::ApiState;
-use crate::config::otp::ChannelKind;
+use crate::verify::channel::ChannelKind;
 use crate::verify::clock::rfc3339;
 use crate::verify::otp::{mask, Policy, Verification};
 use crate::verify::service::{Channels, CheckBy, Target};
@@ -80,11 +80,7 @@ pub async fn start(
         (Some(to), None) => Target::Phone(to),
         (None, Some(username)) => {
             let u = username.clone();
-            let p = state
-                .service
-                .store()
-                .call(move |s| s.participant_by_username(&u))
-                .await??;
+            let p = state.service.participant_by_username(u).await?;
             match p {
                 Some(p) => Target::Participant(Box::new(p)),
                 None => {

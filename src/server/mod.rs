@@ -17,6 +17,7 @@ pub mod sip_task;
 pub mod supervise;
 pub mod transport;
 pub mod trunk;
+pub mod verify_setup;
 
 use std::io;
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ use crate::verify::clock::{Clock, SystemClock};
 use crate::verify::delivery::Dispatcher;
 use crate::verify::key::{load_or_create_key, ServerKey};
 use crate::verify::sender::CodeSender;
-use crate::verify::service::{self, VerifyService};
+use crate::verify::service::VerifyService;
 use call::CallEnv;
 use guard::{GuardService, WallAnchor};
 use otp_channels::{SipMessageSender, TrunkLink, TrunkParts, VoiceSender};
@@ -214,20 +215,22 @@ fn start_guard(
 }
 
 /// Builds the verification service on the opened store with the
-/// configured delivery channels (blocking work on the blocking pool).
+/// configured delivery channels (blocking work on the blocking pool), and
+/// returns it with the handle to the store's thread.
 async fn start_verify(
     config: &Config,
     clock: Arc<dyn Clock>,
     link: &TrunkLink,
     store: Store,
     key: ServerKey,
-) -> io::Result<VerifyService> {
+) -> io::Result<(VerifyService, StoreHandle)> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
     // The service walks the channel order itself; the dispatcher sends on
-    // exactly the channel it is asked for.
-    let mut dispatcher = Dispatcher::from_settings(&config.otp)
-        .map_err(|e| invalid(e.to_string()))?
-        .with_fallback(Vec::new());
+    // exactly the channel it is asked for (it has no fallback order).
+    let otp = &config.otp;
+    let mut dispatcher =
+        Dispatcher::from_settings(otp.webhook.as_ref(), otp.email.as_ref(), otp.log_channel)
+            .map_err(|e| invalid(e.to_string()))?;
     if config.otp.trunk.is_some() {
         dispatcher = dispatcher
             .with_voice(Arc::new(VoiceSender { link: link.clone() }))
@@ -235,13 +238,14 @@ async fn start_verify(
     }
     let sender: Arc<dyn CodeSender> = Arc::new(dispatcher);
     let otp = config.otp.clone();
-    let (service, report) =
-        tokio::task::spawn_blocking(move || service::setup_with(&otp, store, key, sender, clock))
-            .await
-            .map_err(|e| invalid(e.to_string()))?
-            .map_err(|e| invalid(format!("{}: {e}", config.otp.store.path.display())))?;
+    let (service, handle, report) = tokio::task::spawn_blocking(move || {
+        verify_setup::verify_service(&otp, store, key, sender, clock)
+    })
+    .await
+    .map_err(|e| invalid(e.to_string()))?
+    .map_err(|e| invalid(format!("{}: {e}", config.otp.store.path.display())))?;
     tracing::info!(db = %config.otp.store.path.display(), participants = ?report, "participant directory ready");
-    Ok(service)
+    Ok((service, handle))
 }
 
 /// The web join page's state: the cookie key loaded (or created, mode
@@ -383,8 +387,8 @@ pub async fn start_with_clock(
     let opened = open_store(&config, anchor).await?;
     let guard_key = opened.key.clone();
     let (verify, store) = if needs_verify(&config) {
-        let service = start_verify(&config, clock, &link, opened.store, opened.key).await?;
-        let store = service.store().clone();
+        let (service, store) =
+            start_verify(&config, clock, &link, opened.store, opened.key).await?;
         (Some(service), store)
     } else {
         let store = StoreHandle::spawn(opened.store)

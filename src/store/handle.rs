@@ -11,6 +11,7 @@ use std::thread;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, StoreError};
+use crate::verify::storage::{JobDone, StorageJob, VerificationStore};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
@@ -57,6 +58,13 @@ impl StoreHandle {
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
+    }
+}
+
+/// The verification service's jobs run on the store thread like any other.
+impl VerificationStore for StoreHandle {
+    fn run(&self, job: StorageJob) -> JobDone<'_> {
+        Box::pin(async move { Ok(self.call(move |store| job(store)).await?) })
     }
 }
 

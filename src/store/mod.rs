@@ -67,6 +67,18 @@ impl From<rusqlite::Error> for crate::verify::otp::StorageError {
     }
 }
 
+impl From<StoreError> for crate::verify::directory::DirectoryError {
+    fn from(e: StoreError) -> Self {
+        crate::verify::directory::DirectoryError::Storage(e.into())
+    }
+}
+
+impl From<StoreError> for crate::verify::storage::Unavailable {
+    fn from(e: StoreError) -> Self {
+        crate::verify::storage::Unavailable(e.to_string())
+    }
+}
+
 /// An open database.
 #[derive(Debug)]
 pub struct Store {

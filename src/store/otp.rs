@@ -4,7 +4,7 @@
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::Store;
-use crate::config::otp::ChannelKind;
+use crate::verify::channel::ChannelKind;
 use crate::verify::dialin::{DialinRecord, DialinStorage};
 use crate::verify::otp::{
     CodeHash, DeliveryRecord, OtpStorage, Status, StorageError, Verification, DECOY_PREFIX, HOUR_MS,

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use super::{Store, StoreError};
-use crate::config::otp::{ChannelKind, ParticipantSettings};
+use crate::verify::channel::ChannelKind;
 use crate::verify::directory::{
     slug, Directory, DirectoryError, Participant, Source, ValidParticipant,
 };
+use crate::verify::settings::ParticipantSettings;
 
 /// What [`Store::sync_config_participants`] changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -417,6 +418,22 @@ impl Directory for Store {
 
     fn by_id(&self, id: i64) -> Result<Option<Participant>, DirectoryError> {
         Ok(self.participant_by_id(id)?)
+    }
+
+    fn list(&self) -> Result<Vec<Participant>, DirectoryError> {
+        Ok(self.list_participants()?)
+    }
+
+    fn insert(&mut self, p: &ValidParticipant, now_ms: i64) -> Result<Participant, DirectoryError> {
+        self.insert_participant(p, now_ms)
+    }
+
+    fn update(&mut self, id: i64, p: &ValidParticipant) -> Result<Participant, DirectoryError> {
+        self.update_participant(id, p)
+    }
+
+    fn delete(&mut self, id: i64) -> Result<Participant, DirectoryError> {
+        self.delete_participant(id)
     }
 }
 

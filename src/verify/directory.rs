@@ -5,7 +5,11 @@
 
 use std::path::PathBuf;
 
-use crate::config::otp::{normalize_e164, ChannelKind, ParticipantSettings};
+use super::channel::ChannelKind;
+use super::clock::rfc3339;
+use super::e164::normalize_e164;
+use super::otp::StorageError;
+use super::settings::ParticipantSettings;
 
 /// Longest name, username and email we accept (the name is read out and
 /// shown; nothing legitimate is longer).
@@ -57,6 +61,25 @@ impl Participant {
     /// May this participant join `conference`?
     pub fn may_join(&self, conference: &str) -> bool {
         self.conferences.iter().any(|c| c == "*" || c == conference)
+    }
+
+    /// The participant's public JSON form: what the API answers and what
+    /// `pinbridge participants list --json` prints, in one place so that
+    /// the two cannot drift apart.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "username": self.username,
+            "name": self.name,
+            "phone": self.phone,
+            "email": self.email,
+            "moderator": self.moderator,
+            "conferences": self.conferences,
+            "channels": self.channels.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            "name_prompt": self.name_prompt.as_ref().map(|n| n.to_string_lossy()),
+            "source": self.source.name(),
+            "created_at": rfc3339(self.created_ms),
+        })
     }
 }
 
@@ -327,16 +350,26 @@ pub enum DirectoryError {
     NotFound,
     #[error("participant {0} is declared in the config file: change it there")]
     FromConfig(String),
-    #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
+    /// The storage failed; the text is its own account.
+    #[error("{}", .0.detail())]
+    Storage(#[from] StorageError),
 }
 
-/// Lookups the IVR and the join page need. Implemented by
-/// [`crate::store::Store`].
+/// The participant directory as the IVR, the join page and the API use
+/// it. Implemented by the store (`crate::store`).
 pub trait Directory {
     fn by_phone(&self, e164: &str) -> Result<Option<Participant>, DirectoryError>;
     fn by_username(&self, username: &str) -> Result<Option<Participant>, DirectoryError>;
     fn by_id(&self, id: i64) -> Result<Option<Participant>, DirectoryError>;
+    /// Everyone, by id.
+    fn list(&self) -> Result<Vec<Participant>, DirectoryError>;
+    /// Adds a participant managed through the API or the CLI.
+    fn insert(&mut self, p: &ValidParticipant, now_ms: i64) -> Result<Participant, DirectoryError>;
+    /// Replaces a managed participant's fields (a username of None keeps
+    /// theirs); one from the config file is refused.
+    fn update(&mut self, id: i64, p: &ValidParticipant) -> Result<Participant, DirectoryError>;
+    /// Removes a managed participant; one from the config file is refused.
+    fn delete(&mut self, id: i64) -> Result<Participant, DirectoryError>;
 }
 
 /// Finds the participant a caller ID belongs to: the number is normalised

@@ -32,10 +32,11 @@ use std::fmt;
 
 use subtle::ConstantTimeEq;
 
+use super::channel::ChannelKind;
 use super::key::ServerKey;
 use super::random::{self, RandomError};
 use super::sender::{DeliveryOutcome, SecretCode};
-use crate::config::otp::{ChannelKind, VerifySettings};
+use super::settings::VerifySettings;
 
 pub const HOUR_MS: i64 = 3_600_000;
 
@@ -205,6 +206,13 @@ pub struct DeliveryRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("storage: {0}")]
 pub struct StorageError(pub String);
+
+impl StorageError {
+    /// The storage's own account, without the "storage:" this error adds.
+    pub fn detail(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Where verifications live: the SQLite store in production, a map in
 /// tests. Implementations need no locking of their own: the caller

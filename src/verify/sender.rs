@@ -8,7 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::config::otp::ChannelKind;
+use super::channel::ChannelKind;
 
 /// A plaintext one-time code. Only [`SecretCode::expose`] reveals it; the
 /// `Debug` output is redacted.

@@ -1,22 +1,25 @@
 //! The async glue around the OTP core, shared by the HTTP API, the web
 //! join page and the IVR: it resolves who a code is for, picks the
-//! channels (with fallback), runs the [`Verifier`] on the store thread,
-//! hands the code to the [`CodeSender`] and records every delivery
-//! outcome.
+//! channels (with fallback), runs the [`Verifier`] on the storage (a
+//! [`VerificationStore`]), hands the code to the [`CodeSender`] and records
+//! every delivery outcome.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::oneshot;
+
+use super::channel::ChannelKind;
 use super::clock::Clock;
 use super::dialin::{DialinCodes, DialinError, Redeemed};
-use super::directory::Participant;
+use super::directory::{DirectoryError, Participant, ValidParticipant};
+use super::e164::normalize_e164;
 use super::key::ServerKey;
 use super::otp::{
     CancelError, CheckError, CheckTarget, Checked, DeliveryRecord, Policy, PolicyError, StartError,
     StartRequest, Started, Status, Verification, Verifier,
 };
 use super::sender::{CodeSender, DeliveryOutcome, DeliveryRequest, SecretCode};
-use crate::config::otp::{normalize_e164, ChannelKind, OtpSettings};
-use crate::store::{StoreError, StoreHandle};
+use super::storage::{Unavailable, VerificationStore, VerifyStorage};
 
 /// Whom to send a code to.
 #[derive(Debug, Clone)]
@@ -47,28 +50,6 @@ pub struct ChannelPolicy {
     pub default_order: Vec<ChannelKind>,
     /// For numbers given without a country code.
     pub default_country_code: String,
-}
-
-impl ChannelPolicy {
-    /// From the configuration: the channels that are set up, in the
-    /// `[verify] channels` order.
-    pub fn from_settings(s: &OtpSettings) -> ChannelPolicy {
-        let enabled = [
-            (ChannelKind::Webhook, s.webhook.is_some()),
-            (ChannelKind::SipMessage, s.trunk.is_some()),
-            (ChannelKind::Email, s.email.is_some()),
-            (ChannelKind::Voice, s.trunk.is_some()),
-            (ChannelKind::Log, s.log_channel),
-        ]
-        .into_iter()
-        .filter_map(|(c, on)| on.then_some(c))
-        .collect();
-        ChannelPolicy {
-            enabled,
-            default_order: s.verify.channels.clone(),
-            default_country_code: s.identity.default_country_code.clone(),
-        }
-    }
 }
 
 /// Why a service call failed; each maps to one HTTP status.
@@ -108,9 +89,9 @@ fn describe(failures: &[(ChannelKind, String)]) -> String {
         .join("; ")
 }
 
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> Self {
-        ServiceError::Internal(e.to_string())
+impl From<Unavailable> for ServiceError {
+    fn from(e: Unavailable) -> Self {
+        ServiceError::Internal(e.0)
     }
 }
 
@@ -139,11 +120,11 @@ pub struct CheckOutcome {
     pub checks_remaining: u32,
 }
 
-/// The OTP service. Clone freely: all clones share the store, the
+/// The OTP service. Clone freely: all clones share the storage, the
 /// verifier's memory of pending codes, the sender and the clock.
 #[derive(Clone)]
 pub struct VerifyService {
-    store: StoreHandle,
+    store: Arc<dyn VerificationStore>,
     verifier: Arc<Mutex<Verifier>>,
     dialin: DialinCodes,
     sender: Arc<dyn CodeSender>,
@@ -215,7 +196,7 @@ pub fn channel_order(
 
 impl VerifyService {
     pub fn new(
-        store: StoreHandle,
+        store: impl VerificationStore + 'static,
         key: ServerKey,
         policy: Policy,
         channels: ChannelPolicy,
@@ -223,7 +204,7 @@ impl VerifyService {
         clock: Arc<dyn Clock>,
     ) -> Result<VerifyService, PolicyError> {
         Ok(VerifyService {
-            store,
+            store: Arc::new(store),
             verifier: Arc::new(Mutex::new(Verifier::new(key.clone(), policy)?)),
             dialin: DialinCodes::new(key),
             sender,
@@ -233,8 +214,21 @@ impl VerifyService {
         })
     }
 
-    pub fn store(&self) -> &StoreHandle {
-        &self.store
+    /// Runs `f` on the storage (after the jobs before it) and returns what
+    /// it returned.
+    async fn call<R, F>(&self, f: F) -> Result<R, Unavailable>
+    where
+        F: FnOnce(&mut dyn VerifyStorage) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.store
+            .run(Box::new(move |storage| {
+                let _ = tx.send(f(storage));
+            }))
+            .await?;
+        rx.await
+            .map_err(|_| Unavailable("the storage did not run the job".into()))
     }
 
     pub fn policy(&self) -> &Policy {
@@ -310,8 +304,7 @@ impl VerifyService {
         }
         let now = self.clock.now_ms();
         let verifier = self.verifier.clone();
-        self.store
-            .call(move |s| lock(&verifier).start_decoy(s, &label, now))
+        self.call(move |s| lock(&verifier).start_decoy(s, &label, now))
             .await?
             .map_err(start_error)
     }
@@ -358,7 +351,6 @@ impl VerifyService {
             participant_id: participant.as_ref().map(|p| p.id),
         };
         let started = self
-            .store
             .call(move |s| lock(&verifier).start(s, req, now))
             .await?
             .map_err(start_error)?;
@@ -402,8 +394,7 @@ impl VerifyService {
                 at_ms: self.clock.now_ms(),
             };
             let verifier = self.verifier.clone();
-            self.store
-                .call(move |s| lock(&verifier).record_delivery(s, record))
+            self.call(move |s| lock(&verifier).record_delivery(s, record))
                 .await??;
             match &outcome {
                 DeliveryOutcome::Delivered { .. } => {
@@ -455,7 +446,6 @@ impl VerifyService {
         let verifier = self.verifier.clone();
         let max = self.policy.max_checks;
         let checked: Checked = self
-            .store
             .call(move |s| {
                 let t = match &target {
                     CheckBy::Id(id) => CheckTarget::Id(id),
@@ -478,8 +468,7 @@ impl VerifyService {
     pub async fn fetch(&self, id: String) -> Result<Verification, ServiceError> {
         let now = self.clock.now_ms();
         let verifier = self.verifier.clone();
-        self.store
-            .call(move |s| lock(&verifier).fetch(s, &id, now))
+        self.call(move |s| lock(&verifier).fetch(s, &id, now))
             .await??
             .ok_or(ServiceError::NotFound)
     }
@@ -487,8 +476,7 @@ impl VerifyService {
     pub async fn cancel(&self, id: String) -> Result<Verification, ServiceError> {
         let now = self.clock.now_ms();
         let verifier = self.verifier.clone();
-        self.store
-            .call(move |s| lock(&verifier).cancel(s, &id, now))
+        self.call(move |s| lock(&verifier).cancel(s, &id, now))
             .await?
             .map_err(|e| match e {
                 CancelError::NotFound => ServiceError::NotFound,
@@ -507,8 +495,7 @@ impl VerifyService {
     ) -> Result<(SecretCode, i64), ServiceError> {
         let now = self.clock.now_ms();
         let d = self.dialin.clone();
-        self.store
-            .call(move |s| d.issue(s, participant_id, &conference, ttl_ms, now))
+        self.call(move |s| d.issue(s, participant_id, &conference, ttl_ms, now))
             .await?
             .map_err(|e: DialinError| ServiceError::Internal(e.to_string()))
     }
@@ -523,15 +510,17 @@ impl VerifyService {
     ) -> Result<Option<(Redeemed, Participant)>, ServiceError> {
         let now = self.clock.now_ms();
         let d = self.dialin.clone();
-        self.store
-            .call(move |s| -> Result<_, ServiceError> {
-                let admits = |c: &str| conferences.iter().any(|n| n == c);
-                let Some(r) = d.redeem_for(s, &code, now, admits)? else {
-                    return Ok(None);
-                };
-                Ok(s.participant_by_id(r.participant_id)?.map(|p| (r, p)))
-            })
-            .await?
+        self.call(move |s| -> Result<_, ServiceError> {
+            let admits = |c: &str| conferences.iter().any(|n| n == c);
+            let Some(r) = d.redeem_for(s, &code, now, admits)? else {
+                return Ok(None);
+            };
+            let p = s
+                .by_id(r.participant_id)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            Ok(p.map(|p| (r, p)))
+        })
+        .await?
     }
 }
 
@@ -557,19 +546,6 @@ fn start_error(e: StartError) -> ServiceError {
     }
 }
 
-/// Why the OTP service could not be set up at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("config participants: {0}")]
-    Participants(#[from] super::directory::DirectoryError),
-    #[error("{0}")]
-    Key(#[from] super::key::KeyError),
-    #[error("[verify]: {0}")]
-    Policy(#[from] PolicyError),
-}
-
 impl VerifyService {
     /// The participant a caller ID belongs to (normalised to E.164 first).
     pub async fn identify_caller(
@@ -577,16 +553,13 @@ impl VerifyService {
         number: String,
     ) -> Result<Option<Participant>, ServiceError> {
         let cc = self.channels.default_country_code.clone();
-        self.store
-            .call(move |s| super::directory::identify_caller(s, &number, &cc))
+        self.call(move |s| super::directory::identify_caller(s, &number, &cc))
             .await?
             .map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     pub async fn participant(&self, id: i64) -> Result<Option<Participant>, ServiceError> {
-        use super::directory::Directory;
-        self.store
-            .call(move |s| s.by_id(id))
+        self.call(move |s| s.by_id(id))
             .await?
             .map_err(|e| ServiceError::Internal(e.to_string()))
     }
@@ -595,48 +568,38 @@ impl VerifyService {
         &self,
         username: String,
     ) -> Result<Option<Participant>, ServiceError> {
-        use super::directory::Directory;
-        self.store
-            .call(move |s| s.by_username(&username))
+        self.call(move |s| s.by_username(&username))
             .await?
             .map_err(|e| ServiceError::Internal(e.to_string()))
     }
-}
 
-/// Start-up: opens (creating, migrating) the database, writes the
-/// participants declared in the config, loads or creates the server key,
-/// and returns the service on its store thread. Blocking (file I/O): call
-/// it before the runtime starts or from `spawn_blocking`.
-pub fn setup(
-    settings: &OtpSettings,
-    sender: Arc<dyn CodeSender>,
-    clock: Arc<dyn Clock>,
-) -> Result<(VerifyService, crate::store::SyncReport), SetupError> {
-    let store = crate::store::Store::open(&settings.store.path)?;
-    let key = super::key::load_or_create_key(&settings.verify.key_file)?;
-    setup_with(settings, store, key, sender, clock)
-}
+    /// Everyone in the directory, by id.
+    pub async fn participants(&self) -> Result<Vec<Participant>, DirectoryError> {
+        self.call(|s| s.list()).await?
+    }
 
-/// [`setup`] on a database and key already opened (the server opens them
-/// once and shares them with the brute-force guard).
-pub fn setup_with(
-    settings: &OtpSettings,
-    mut store: crate::store::Store,
-    key: ServerKey,
-    sender: Arc<dyn CodeSender>,
-    clock: Arc<dyn Clock>,
-) -> Result<(VerifyService, crate::store::SyncReport), SetupError> {
-    let report = store.sync_config_participants(&settings.participants, clock.now_ms())?;
-    let policy = Policy::from_settings(&settings.verify)?;
-    let service = VerifyService::new(
-        StoreHandle::spawn(store)?,
-        key,
-        policy,
-        ChannelPolicy::from_settings(settings),
-        sender,
-        clock,
-    )?;
-    Ok((service, report))
+    /// Adds a participant (managed through the API or the CLI).
+    pub async fn add_participant(
+        &self,
+        p: ValidParticipant,
+    ) -> Result<Participant, DirectoryError> {
+        let now = self.clock.now_ms();
+        self.call(move |s| s.insert(&p, now)).await?
+    }
+
+    /// Replaces a managed participant's fields.
+    pub async fn update_participant(
+        &self,
+        id: i64,
+        p: ValidParticipant,
+    ) -> Result<Participant, DirectoryError> {
+        self.call(move |s| s.update(id, &p)).await?
+    }
+
+    /// Removes a managed participant.
+    pub async fn remove_participant(&self, id: i64) -> Result<Participant, DirectoryError> {
+        self.call(move |s| s.delete(id)).await?
+    }
 }
 
 /// Which verification to check.
@@ -658,54 +621,48 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What a call that reaches every conference of these tests may redeem.
-    fn all_conferences() -> Vec<String> {
-        vec!["board".into()]
-    }
-    use crate::verify::directory::Source;
+    use crate::verify::directory::{validate, ParticipantInput, Rules, Source};
     use crate::verify::sender::RecordingSender;
+    use crate::verify::storage::memory::{ClosedStore, MemoryStore};
 
-    #[tokio::test]
-    async fn setup_from_config_and_redeem_a_dialin_code() {
-        let dir = crate::store::test_util::temp_dir("service-setup");
-        let toml = format!(
-            r#"
-[store]
-path = "{d}/p.db"
-[verify]
-key_file = "{d}/p.key"
-[delivery.log]
-enabled = true
-[[conference]]
-name = "board"
-numbers = ["100"]
-pin = "1234"
-flow = "pin+otp"
-[[participant]]
-name = "Alice"
-username = "alice"
-phone = "+12015550123"
-conferences = ["board"]
-"#,
-            d = dir.display()
-        );
-        let config = crate::config::Config::parse(&toml, "t.toml", &dir).unwrap();
+    fn service_on(
+        store: impl VerificationStore + 'static,
+    ) -> (VerifyService, Arc<RecordingSender>) {
         let sender = Arc::new(RecordingSender::new());
-        let clock = Arc::new(crate::verify::clock::ManualClock::new(1_700_000_000_000));
-        let (svc, report) = setup(&config.otp, sender.clone(), clock.clone()).unwrap();
-        assert_eq!(report.added, 1);
-        let alice = svc
-            .store()
-            .call(|s| s.participant_by_username("alice"))
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(alice.source, Source::Config);
+        let svc = VerifyService::new(
+            store,
+            ServerKey::from_bytes([7; 32]),
+            Policy::default(),
+            policy(&[ChannelKind::Log], &[ChannelKind::Log]),
+            sender.clone(),
+            Arc::new(crate::verify::clock::ManualClock::new(1_700_000_000_000)),
+        )
+        .unwrap();
+        (svc, sender)
+    }
 
-        // The IVR's path: start for a participant with the conference's
-        // channels, check by id.
+    /// The service on a storage that is not SQLite: the interface the
+    /// store implements is all it needs.
+    #[tokio::test]
+    async fn runs_on_any_verification_store() {
+        let (svc, sender) = service_on(MemoryStore::default());
+        let input = ParticipantInput {
+            name: "Alice".into(),
+            phone: "+12015550123".into(),
+            ..Default::default()
+        };
+        let rules = Rules {
+            default_country_code: "1",
+            conferences: None,
+            channels: None,
+        };
+        let alice = svc
+            .add_participant(validate(&input, &rules).unwrap())
+            .await
+            .unwrap();
+        let found = svc.identify_caller("(201) 555-0123".into()).await.unwrap();
+        assert_eq!(found.map(|p| p.id), Some(alice.id));
+
         let out = svc
             .start(
                 Target::Participant(Box::new(alice.clone())),
@@ -715,28 +672,44 @@ conferences = ["board"]
             .unwrap();
         assert_eq!(out.delivered_via, ChannelKind::Log);
         let code = sender.last_code(&out.verification.id).unwrap();
-        let c = svc
-            .check(CheckBy::Id(out.verification.id.clone()), code)
+        let checked = svc
+            .check(CheckBy::Destination("+12015550123".into()), code)
             .await
             .unwrap();
-        assert!(c.valid);
+        assert!(checked.valid);
 
-        // The join page's path: a dial-in code, redeemed once.
         let (dialin, _) = svc
             .issue_dialin(alice.id, "board".into(), 300_000)
             .await
             .unwrap();
         let (r, p) = svc
-            .redeem_dialin(dialin.expose().to_string(), all_conferences())
+            .redeem_dialin(dialin.expose().to_string(), vec!["board".into()])
             .await
             .unwrap()
             .unwrap();
         assert_eq!((r.conference.as_str(), p.id), ("board", alice.id));
-        assert!(svc
-            .redeem_dialin(dialin.expose().to_string(), all_conferences())
+
+        assert_eq!(svc.participants().await.unwrap(), vec![alice.clone()]);
+        svc.remove_participant(alice.id).await.unwrap();
+        assert!(svc.participant(alice.id).await.unwrap().is_none());
+    }
+
+    /// A storage that can no longer run jobs is an internal error with the
+    /// storage's own words, for verifications and the directory alike.
+    #[tokio::test]
+    async fn a_storage_that_is_gone_is_an_internal_error() {
+        let (svc, _) = service_on(ClosedStore);
+        let e = svc
+            .start(Target::Phone("+12015550123".into()), Channels::default())
             .await
-            .unwrap()
-            .is_none());
+            .unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::Internal(d) if d == "gone"),
+            "{e}"
+        );
+        let e = svc.participants().await.unwrap_err();
+        assert!(matches!(&e, DirectoryError::Storage(_)), "{e}");
+        assert_eq!(e.to_string(), "gone");
     }
 
     fn policy(enabled: &[ChannelKind], order: &[ChannelKind]) -> ChannelPolicy {

@@ -30,8 +30,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{code_message, masked, SetupError};
-use crate::config::otp::{EmailSettings, SmtpSecurity};
 use crate::verify::sender::{CodeSender, DeliveryOutcome, DeliveryRequest};
+use crate::verify::settings::{EmailSettings, SmtpSecurity};
 
 /// The subject line. The code stays out of it, so it does not show on a
 /// locked screen's notification.

@@ -78,7 +78,7 @@ impl CodeSender for LogSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::otp::ChannelKind;
+    use crate::verify::channel::ChannelKind;
     use crate::verify::sender::SecretCode;
     use std::io::Write;
     use std::sync::{Arc, Mutex};

@@ -25,7 +25,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::otp::{ChannelKind, OtpSettings};
+use crate::verify::channel::ChannelKind;
+use crate::verify::settings::{EmailSettings, WebhookSettings};
 
 use super::sender::{CodeSender, DeliveryOutcome, DeliveryRequest};
 
@@ -132,19 +133,24 @@ impl Dispatcher {
         }
     }
 
-    /// The channels `[delivery.*]` configures (webhook, email, log), with the
-    /// global order from `[verify] channels` as the fallback. The trunk's
-    /// channels are added by the server with [`Dispatcher::with_sip_message`]
-    /// and [`Dispatcher::with_voice`].
-    pub fn from_settings(otp: &OtpSettings) -> Result<Self, SetupError> {
-        let mut d = Dispatcher::new().with_fallback(otp.verify.channels.clone());
-        if let Some(w) = &otp.webhook {
+    /// The channels `[delivery.*]` configures: webhook and email when their
+    /// settings are given, the log when `log` is on. No fallback order (see
+    /// [`Dispatcher::with_fallback`]); the trunk's channels are added by the
+    /// server with [`Dispatcher::with_sip_message`] and
+    /// [`Dispatcher::with_voice`].
+    pub fn from_settings(
+        webhook: Option<&WebhookSettings>,
+        email: Option<&EmailSettings>,
+        log: bool,
+    ) -> Result<Self, SetupError> {
+        let mut d = Dispatcher::new();
+        if let Some(w) = webhook {
             d = d.with_webhook(Arc::new(WebhookSender::new(w)?));
         }
-        if let Some(e) = &otp.email {
+        if let Some(e) = email {
             d = d.with_email(Arc::new(EmailSender::new(e)?));
         }
-        if otp.log_channel {
+        if log {
             d = d.with_log(Arc::new(LogSender::new(true)));
         }
         Ok(d)

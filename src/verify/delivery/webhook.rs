@@ -67,8 +67,8 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use super::{code_message, masked, SetupError};
-use crate::config::otp::WebhookSettings;
 use crate::verify::sender::{CodeSender, DeliveryOutcome, DeliveryRequest};
+use crate::verify::settings::WebhookSettings;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -8,13 +8,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::clock::{rfc3339, Clock, SystemClock};
-use super::directory::{
-    validate, DirectoryError, Participant, ParticipantInput, Rules, ValidParticipant,
-};
-use super::service::ChannelPolicy;
 use crate::config::Config;
 use crate::store::Store;
+use crate::verify::clock::{rfc3339, Clock, SystemClock};
+use crate::verify::directory::{
+    validate, DirectoryError, Participant, ParticipantInput, Rules, ValidParticipant,
+};
+use crate::verify::e164::normalize_e164;
 
 /// The `participants` subcommands.
 #[derive(Debug, Subcommand)]
@@ -71,6 +71,23 @@ pub struct AddArgs {
     pub name_prompt: Option<String>,
 }
 
+/// `pinbridge participants [--config FILE] ...`: loads the configuration
+/// (the embedded default without a file; a bad file exits 1 with the
+/// reason) and runs the subcommand.
+pub fn main(config: Option<&Path>, cmd: ParticipantsCommand) -> ExitCode {
+    let config = match config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::embedded_default(),
+    };
+    participants_command(&config, cmd)
+}
+
 /// Runs a `participants` subcommand: results on stdout, errors on stderr;
 /// exit 0 on success, 1 when the input was refused, 2 when the database
 /// could not be used.
@@ -96,7 +113,7 @@ pub fn run(
         }
     };
     let names: Vec<String> = config.conferences.iter().map(|c| c.name.clone()).collect();
-    let policy = ChannelPolicy::from_settings(&config.otp);
+    let policy = config.otp.channel_policy();
     let rules = Rules {
         default_country_code: &config.otp.identity.default_country_code,
         conferences: Some(&names),
@@ -135,7 +152,7 @@ enum Failure {
 impl From<DirectoryError> for Failure {
     fn from(e: DirectoryError) -> Self {
         match e {
-            DirectoryError::Store(s) => Failure::Store(s.to_string()),
+            DirectoryError::Storage(s) => Failure::Store(s.detail().to_string()),
             other => Failure::Refused(vec![other.to_string()]),
         }
     }
@@ -177,7 +194,7 @@ fn add(
 fn list(store: &Store, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let all = store.list_participants()?;
     if json {
-        let v: Vec<_> = all.iter().map(crate::http::participant_json).collect();
+        let v: Vec<_> = all.iter().map(Participant::to_json).collect();
         let _ = writeln!(
             out,
             "{}",
@@ -261,7 +278,7 @@ fn remove(
         Some(p) => Some(p),
         None => match store.participant_by_username(who)? {
             Some(p) => Some(p),
-            None => match crate::config::otp::normalize_e164(who, rules.default_country_code) {
+            None => match normalize_e164(who, rules.default_country_code) {
                 Some(e164) => store.participant_by_phone(&e164)?,
                 None => None,
             },
@@ -322,7 +339,7 @@ fn import(
                 _ => None,
             };
             match (line, e) {
-                (_, DirectoryError::Store(s)) => Err(Failure::Store(s.to_string())),
+                (_, DirectoryError::Storage(s)) => Err(Failure::Store(s.detail().to_string())),
                 (Some(n), e) => Err(Failure::Refused(vec![format!(
                     "{shown}:{n}: {e} (nothing was imported)"
                 )])),
