@@ -110,7 +110,11 @@ impl Shell {
                     if admits {
                         assert!(self.reserved && self.succeeded, "admitted without the guard");
                     }
-                    *self = Shell::default();
+                    // A failed send's verdict may come in the middle of a
+                    // check; only the verdict that ends one starts afresh.
+                    if !a.is_checking() {
+                        *self = Shell::default();
+                    }
                 }
             }
         }
