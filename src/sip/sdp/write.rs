@@ -4,10 +4,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::{
-    Direction, EventSet, LocalMedia, MediaDescription, Selection, SessionDescription,
-    TELEPHONE_EVENT_PT,
-};
+use super::negotiate::{EventSet, Selection};
+use super::{Direction, LocalMedia, MediaDescription, SessionDescription, TELEPHONE_EVENT_PT};
 use crate::media::g711::Codec;
 
 /// Our side of the SDP exchanges of one dialog: the `o=` identifier and
