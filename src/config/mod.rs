@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod limits;
+mod media;
 pub mod otp;
 mod sip;
 #[cfg(test)]
@@ -22,6 +23,8 @@ use crate::ivr::prompts::PromptId;
 use crate::ivr::{CodeLength, GatherRules};
 use crate::media::dtmf::DtmfMode;
 use crate::media::g711::Codec;
+
+pub use media::parse_port_range;
 
 /// The configuration `pinbridge` runs on when given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -221,10 +224,10 @@ impl Config {
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     sip: sip::RawSip,
-    rtp: RawRtp,
+    rtp: media::RawRtp,
     log: RawLog,
     prompts: BTreeMap<String, String>,
-    dtmf: RawDtmf,
+    dtmf: media::RawDtmf,
     security: RawSecurity,
     keypad_test: Option<RawKeypadTest>,
     lobby: Option<RawLobby>,
@@ -236,20 +239,6 @@ struct RawConfig {
     delivery: otp::RawDelivery,
     trunk: Option<otp::RawTrunk>,
     participant: Vec<otp::RawParticipant>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawDtmf {
-    mode: String,
-}
-
-impl Default for RawDtmf {
-    fn default() -> Self {
-        RawDtmf {
-            mode: "auto".into(),
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -328,24 +317,6 @@ struct RawLobby {
     numbers: Vec<String>,
     #[serde(flatten)]
     gather: RawGather,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRtp {
-    port_range: String,
-    inactivity_timeout_secs: i64,
-    codecs: Vec<String>,
-}
-
-impl Default for RawRtp {
-    fn default() -> Self {
-        RawRtp {
-            port_range: "10000-20000".into(),
-            inactivity_timeout_secs: 30,
-            codecs: vec!["PCMU".into(), "PCMA".into()],
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -622,35 +593,7 @@ impl Config {
         };
         let sip = sip::validate(&ctx, &raw.sip)?;
 
-        let r = &raw.rtp;
-        let range_path = [Seg::Key("rtp"), Seg::Key("port_range")];
-        let ports = parse_port_range(&r.port_range).map_err(|m| err(&range_path, m))?;
-        if !(0..=86_400).contains(&r.inactivity_timeout_secs) {
-            return Err(err(
-                &[Seg::Key("rtp"), Seg::Key("inactivity_timeout_secs")],
-                "must be between 0 (off) and 86400".into(),
-            ));
-        }
-        let inactivity_timeout = (r.inactivity_timeout_secs > 0)
-            .then(|| Duration::from_secs(r.inactivity_timeout_secs as u64));
-        let mut codecs = Vec::new();
-        for (i, c) in r.codecs.iter().enumerate() {
-            let codec = Codec::from_encoding_name(c).ok_or_else(|| {
-                err(
-                    &[Seg::Key("rtp"), Seg::Key("codecs"), Seg::Index(i)],
-                    format!("unknown codec `{c}` (use \"PCMU\" or \"PCMA\")"),
-                )
-            })?;
-            if !codecs.contains(&codec) {
-                codecs.push(codec);
-            }
-        }
-        if codecs.is_empty() {
-            return Err(err(
-                &[Seg::Key("rtp"), Seg::Key("codecs")],
-                "at least one codec is needed".into(),
-            ));
-        }
+        let rtp = media::validate_rtp(&ctx, &raw.rtp)?;
 
         let format = match raw.log.format.as_str() {
             "text" => LogFormat::Text,
@@ -669,42 +612,8 @@ impl Config {
             ));
         }
 
-        let prompt_map = |table: &BTreeMap<String, String>,
-                          prefix: &[Seg<'_>]|
-         -> Result<BTreeMap<PromptId, PathBuf>, ConfigError> {
-            let mut out = BTreeMap::new();
-            for (name, path) in table {
-                let mut at = prefix.to_vec();
-                at.push(Seg::Key(name));
-                let id = PromptId::from_name(name).ok_or_else(|| {
-                    err(
-                        &at,
-                        format!(
-                            "unknown prompt `{name}`; known prompts: {}",
-                            PromptId::names().join(", ")
-                        ),
-                    )
-                })?;
-                let p = Path::new(path);
-                out.insert(
-                    id,
-                    if p.is_absolute() {
-                        p.to_path_buf()
-                    } else {
-                        base_dir.join(p)
-                    },
-                );
-            }
-            Ok(out)
-        };
-        let prompt_files = prompt_map(&raw.prompts, &[Seg::Key("prompts")])?;
-
-        let dtmf_mode = DtmfMode::from_name(&raw.dtmf.mode).ok_or_else(|| {
-            err(
-                &[Seg::Key("dtmf"), Seg::Key("mode")],
-                format!("`{}` is not auto, rfc4733, inband or info", raw.dtmf.mode),
-            )
-        })?;
+        let prompt_files = media::prompt_files(&ctx, &raw.prompts, &[Seg::Key("prompts")])?;
+        let dtmf_mode = media::validate_dtmf(&ctx, &raw.dtmf)?;
 
         let sec = &raw.security;
         let count = |v: i64, key: &'static str| -> Result<u32, ConfigError> {
@@ -980,7 +889,7 @@ impl Config {
                 },
                 max_talkers: c.max_talkers as usize,
                 dtmf_mode,
-                prompt_files: prompt_map(&c.prompts, &at("prompts"))?,
+                prompt_files: media::prompt_files(&ctx, &c.prompts, &at("prompts"))?,
             });
         }
         if conferences.is_empty() {
@@ -1047,11 +956,7 @@ impl Config {
                 limits: source_limits,
                 ..sip
             },
-            rtp: RtpSettings {
-                ports,
-                inactivity_timeout,
-                codecs,
-            },
+            rtp,
             log: LogSettings {
                 format,
                 level: raw.log.level.clone(),
@@ -1064,23 +969,6 @@ impl Config {
             conferences,
         })
     }
-}
-
-/// Parses `LO-HI` into an inclusive range holding at least one even port.
-pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("`{s}` is not a port range like \"10000-20000\"");
-    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
-    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
-    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
-    if lo == 0 || hi < lo {
-        return Err(format!(
-            "`{s}`: the range must be non-empty and start above 0"
-        ));
-    }
-    if hi - lo < 1 && lo % 2 == 1 {
-        return Err(format!("`{s}` holds no even port"));
-    }
-    Ok((lo, hi))
 }
 
 #[cfg(test)]
@@ -1224,16 +1112,6 @@ mod tests {
         .unwrap();
         assert!(c.conferences[0].flow.reachable_from_lobby());
         assert!(!c.conferences[1].flow.reachable_from_lobby());
-    }
-
-    #[test]
-    fn prompt_paths_resolve_against_the_config_directory() {
-        let c = parse("[prompts]\nwelcome = \"mine/hello.wav\"\n[[conference]]\nname = \"a\"\n")
-            .unwrap();
-        assert_eq!(
-            c.prompt_files[&PromptId::Welcome],
-            PathBuf::from("/etc/pinbridge/mine/hello.wav")
-        );
     }
 
     #[test]
