@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod limits;
+mod log;
 mod media;
 pub mod otp;
 mod sip;
@@ -225,7 +226,7 @@ impl Config {
 struct RawConfig {
     sip: sip::RawSip,
     rtp: media::RawRtp,
-    log: RawLog,
+    log: log::RawLog,
     prompts: BTreeMap<String, String>,
     dtmf: media::RawDtmf,
     security: RawSecurity,
@@ -317,22 +318,6 @@ struct RawLobby {
     numbers: Vec<String>,
     #[serde(flatten)]
     gather: RawGather,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLog {
-    format: String,
-    level: String,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        RawLog {
-            format: "text".into(),
-            level: "info".into(),
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -595,22 +580,7 @@ impl Config {
 
         let rtp = media::validate_rtp(&ctx, &raw.rtp)?;
 
-        let format = match raw.log.format.as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(err(
-                    &[Seg::Key("log"), Seg::Key("format")],
-                    format!("`{other}` is not \"text\" or \"json\""),
-                ))
-            }
-        };
-        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
-            return Err(err(
-                &[Seg::Key("log"), Seg::Key("level")],
-                format!("`{}` is not a log level or filter", raw.log.level),
-            ));
-        }
+        let log = log::validate(&ctx, &raw.log)?;
 
         let prompt_files = media::prompt_files(&ctx, &raw.prompts, &[Seg::Key("prompts")])?;
         let dtmf_mode = media::validate_dtmf(&ctx, &raw.dtmf)?;
@@ -957,10 +927,7 @@ impl Config {
                 ..sip
             },
             rtp,
-            log: LogSettings {
-                format,
-                level: raw.log.level.clone(),
-            },
+            log,
             prompt_files,
             dtmf_mode,
             security,
