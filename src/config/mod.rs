@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod conference;
 mod limits;
 mod log;
 mod media;
@@ -22,7 +23,7 @@ use crate::conference::guard::GuardLimits;
 use crate::conference::pin::PinSecret;
 use crate::conference::room::RoomRules;
 use crate::ivr::prompts::PromptId;
-use crate::ivr::{CodeLength, GatherRules};
+use crate::ivr::GatherRules;
 use crate::media::dtmf::DtmfMode;
 use crate::media::g711::Codec;
 
@@ -231,9 +232,9 @@ struct RawConfig {
     prompts: BTreeMap<String, String>,
     dtmf: media::RawDtmf,
     security: security::RawSecurity,
-    keypad_test: Option<RawKeypadTest>,
-    lobby: Option<RawLobby>,
-    conference: Vec<RawConference>,
+    keypad_test: Option<conference::RawKeypadTest>,
+    lobby: Option<conference::RawLobby>,
+    conference: Vec<conference::RawConference>,
     store: otp::RawStore,
     verify: otp::RawVerify,
     identity: otp::RawIdentity,
@@ -241,96 +242,6 @@ struct RawConfig {
     delivery: otp::RawDelivery,
     trunk: Option<otp::RawTrunk>,
     participant: Vec<otp::RawParticipant>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKeypadTest {
-    numbers: Vec<String>,
-    #[serde(default = "ten")]
-    idle_timeout_secs: i64,
-}
-
-fn ten() -> i64 {
-    10
-}
-
-/// How a code is gathered; shared by conferences and the lobby.
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawGather {
-    #[serde(default)]
-    pin_length: i64,
-    #[serde(default = "five")]
-    first_digit_timeout_secs: i64,
-    #[serde(default = "five")]
-    inter_digit_timeout_secs: i64,
-    #[serde(default = "three")]
-    max_attempts: i64,
-}
-
-fn five() -> i64 {
-    5
-}
-
-fn three() -> i64 {
-    3
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLobby {
-    numbers: Vec<String>,
-    #[serde(flatten)]
-    gather: RawGather,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConference {
-    name: String,
-    #[serde(default = "all_numbers")]
-    numbers: Vec<String>,
-    #[serde(default)]
-    pin: Option<String>,
-    #[serde(default)]
-    pin_hash: Option<String>,
-    #[serde(default)]
-    moderator_pin: Option<String>,
-    #[serde(default)]
-    moderator_pin_hash: Option<String>,
-    #[serde(default)]
-    pin_length: i64,
-    #[serde(default = "five")]
-    first_digit_timeout_secs: i64,
-    #[serde(default = "five")]
-    inter_digit_timeout_secs: i64,
-    #[serde(default = "three")]
-    max_attempts: i64,
-    #[serde(default = "max_participants")]
-    max_participants: i64,
-    #[serde(default)]
-    require_moderator: bool,
-    #[serde(default)]
-    end_when_moderator_leaves: bool,
-    #[serde(default = "three")]
-    max_talkers: i64,
-    #[serde(default)]
-    dtmf_mode: Option<String>,
-    #[serde(default)]
-    prompts: BTreeMap<String, String>,
-    #[serde(default)]
-    flow: Option<String>,
-    #[serde(default)]
-    otp_channels: Vec<String>,
-}
-
-fn max_participants() -> i64 {
-    250
-}
-
-fn all_numbers() -> Vec<String> {
-    vec!["*".into()]
 }
 
 // ----------------------------------------------------------------------
@@ -529,281 +440,24 @@ impl Config {
                 message: e.message().trim().to_string(),
             }
         })?;
-        let err = |path: &[Seg<'_>], message: String| ConfigError {
-            file: file.to_string(),
-            line: loc.line(path),
-            key: key_name(path),
-            message,
-        };
 
+        // One validator per section, in this order: in a file with several
+        // mistakes the first one met is the one reported, so the order is
+        // part of what an operator sees.
         let ctx = Ctx {
             file,
             loc: &loc,
             base_dir,
         };
         let sip = sip::validate(&ctx, &raw.sip)?;
-
         let rtp = media::validate_rtp(&ctx, &raw.rtp)?;
-
         let log = log::validate(&ctx, &raw.log)?;
-
         let prompt_files = media::prompt_files(&ctx, &raw.prompts, &[Seg::Key("prompts")])?;
         let dtmf_mode = media::validate_dtmf(&ctx, &raw.dtmf)?;
-
         let security = security::validate(&ctx, &raw.security)?;
-
-        let gather = |g: &RawGather, prefix: &[Seg<'_>]| -> Result<GatherRules, ConfigError> {
-            let at = |key: &'static str| {
-                let mut v = prefix.to_vec();
-                v.push(Seg::Key(key));
-                v
-            };
-            let length = match g.pin_length {
-                0 => CodeLength::HashTerminated { max: 20 },
-                n @ 1..=20 => CodeLength::Fixed(n as usize),
-                _ => {
-                    return Err(err(
-                        &at("pin_length"),
-                        "must be 0 (any length, ended by #) or 1 to 20".into(),
-                    ))
-                }
-            };
-            let timeout = |v: i64, key: &'static str| {
-                if (1..=120).contains(&v) {
-                    Ok(Duration::from_secs(v as u64))
-                } else {
-                    Err(err(&at(key), "must be between 1 and 120 seconds".into()))
-                }
-            };
-            if !(1..=20).contains(&g.max_attempts) {
-                return Err(err(&at("max_attempts"), "must be between 1 and 20".into()));
-            }
-            Ok(GatherRules {
-                length,
-                first_digit_timeout: timeout(
-                    g.first_digit_timeout_secs,
-                    "first_digit_timeout_secs",
-                )?,
-                inter_digit_timeout: timeout(
-                    g.inter_digit_timeout_secs,
-                    "inter_digit_timeout_secs",
-                )?,
-                max_attempts: g.max_attempts as u32,
-            })
-        };
-
-        let keypad_test = match &raw.keypad_test {
-            None => None,
-            Some(k) => {
-                if !(1..=600).contains(&k.idle_timeout_secs) {
-                    return Err(err(
-                        &[Seg::Key("keypad_test"), Seg::Key("idle_timeout_secs")],
-                        "must be between 1 and 600".into(),
-                    ));
-                }
-                Some(KeypadTestSettings {
-                    numbers: k.numbers.clone(),
-                    idle_timeout: Duration::from_secs(k.idle_timeout_secs as u64),
-                })
-            }
-        };
-        let lobby = match &raw.lobby {
-            None => None,
-            Some(l) => {
-                if l.numbers.is_empty() {
-                    return Err(err(
-                        &[Seg::Key("lobby"), Seg::Key("numbers")],
-                        "needs at least one number".into(),
-                    ));
-                }
-                Some(LobbySettings {
-                    numbers: l.numbers.clone(),
-                    gather: gather(&l.gather, &[Seg::Key("lobby")])?,
-                })
-            }
-        };
-
-        let mut conferences: Vec<ConferenceSettings> = Vec::new();
-        for (i, c) in raw.conference.iter().enumerate() {
-            let at = |key| [Seg::Key("conference"), Seg::Index(i), Seg::Key(key)];
-            if c.name.trim().is_empty() {
-                return Err(err(&at("name"), "must not be empty".into()));
-            }
-            if conferences.iter().any(|o| o.name == c.name) {
-                return Err(err(
-                    &at("name"),
-                    format!("conference `{}` is defined twice", c.name),
-                ));
-            }
-            if c.numbers.is_empty() {
-                return Err(err(
-                    &at("numbers"),
-                    "needs at least one number (or \"*\")".into(),
-                ));
-            }
-            // Never echo a PIN in an error.
-            let secret = |plain: &Option<String>,
-                          hash: &Option<String>,
-                          plain_key: &'static str,
-                          hash_key: &'static str| {
-                match (plain, hash) {
-                    (Some(_), Some(_)) => Err(err(
-                        &at(hash_key),
-                        format!("give either {plain_key} or {hash_key}, not both"),
-                    )),
-                    (Some(p), None) => PinSecret::plain(p)
-                        .map(Some)
-                        .map_err(|e| err(&at(plain_key), e.to_string())),
-                    (None, Some(h)) => PinSecret::hash(h)
-                        .map(Some)
-                        .map_err(|e| err(&at(hash_key), e.to_string())),
-                    (None, None) => Ok(None),
-                }
-            };
-            let flow = match &c.flow {
-                None => otp::ConferenceFlow::Pin,
-                Some(f) => otp::ConferenceFlow::from_name(f)
-                    .ok_or_else(|| err(&at("flow"), format!("`{f}` is not pin, otp or pin+otp")))?,
-            };
-            if flow == otp::ConferenceFlow::Otp {
-                // An `otp` conference admits by passcode alone; a PIN here
-                // would be a second way in that the operator did not mean
-                // (the lobby, CONFERENCE_PIN), so it is refused outright.
-                for (key, set) in [
-                    ("pin", c.pin.is_some()),
-                    ("pin_hash", c.pin_hash.is_some()),
-                    ("moderator_pin", c.moderator_pin.is_some()),
-                    ("moderator_pin_hash", c.moderator_pin_hash.is_some()),
-                ] {
-                    if set {
-                        return Err(err(
-                            &at(key),
-                            "a flow = \"otp\" conference takes no PIN (moderators come from the participant directory; use flow = \"pin+otp\" to ask for both)".into(),
-                        ));
-                    }
-                }
-            }
-            let pin = secret(&c.pin, &c.pin_hash, "pin", "pin_hash")?;
-            let moderator_pin = secret(
-                &c.moderator_pin,
-                &c.moderator_pin_hash,
-                "moderator_pin",
-                "moderator_pin_hash",
-            )?;
-            if let (Some(a), Some(b)) = (
-                pin.as_ref().and_then(|p| p.plain_value()),
-                moderator_pin.as_ref().and_then(|p| p.plain_value()),
-            ) {
-                if a == b {
-                    return Err(err(
-                        &at("moderator_pin"),
-                        "must differ from the participant PIN".into(),
-                    ));
-                }
-            }
-            let prefix = [Seg::Key("conference"), Seg::Index(i)];
-            let rg = RawGather {
-                pin_length: c.pin_length,
-                first_digit_timeout_secs: c.first_digit_timeout_secs,
-                inter_digit_timeout_secs: c.inter_digit_timeout_secs,
-                max_attempts: c.max_attempts,
-            };
-            if !(1..=10_000).contains(&c.max_participants) {
-                return Err(err(
-                    &at("max_participants"),
-                    "must be between 1 and 10000".into(),
-                ));
-            }
-            if !(1..=10).contains(&c.max_talkers) {
-                return Err(err(&at("max_talkers"), "must be between 1 and 10".into()));
-            }
-            if c.end_when_moderator_leaves
-                && moderator_pin.is_none()
-                && flow == otp::ConferenceFlow::Pin
-            {
-                return Err(err(
-                    &at("end_when_moderator_leaves"),
-                    "needs a moderator_pin (nobody could be a moderator)".into(),
-                ));
-            }
-            if c.require_moderator && moderator_pin.is_none() && flow == otp::ConferenceFlow::Pin {
-                return Err(err(
-                    &at("require_moderator"),
-                    "needs a moderator_pin (nobody could start the conference)".into(),
-                ));
-            }
-            let dtmf_mode = match &c.dtmf_mode {
-                None => None,
-                Some(m) => Some(DtmfMode::from_name(m).ok_or_else(|| {
-                    err(
-                        &at("dtmf_mode"),
-                        format!("`{m}` is not auto, rfc4733, inband or info"),
-                    )
-                })?),
-            };
-            let mut otp_channels = Vec::new();
-            for (j, ch) in c.otp_channels.iter().enumerate() {
-                let kind = otp::ChannelKind::from_name(ch).ok_or_else(|| {
-                    err(
-                        &[
-                            Seg::Key("conference"),
-                            Seg::Index(i),
-                            Seg::Key("otp_channels"),
-                            Seg::Index(j),
-                        ],
-                        format!("unknown channel `{ch}`"),
-                    )
-                })?;
-                otp_channels.push(kind);
-            }
-            conferences.push(ConferenceSettings {
-                flow,
-                otp_channels,
-                name: c.name.clone(),
-                numbers: c.numbers.clone(),
-                pin,
-                moderator_pin,
-                gather: gather(&rg, &prefix)?,
-                rules: RoomRules {
-                    max_participants: c.max_participants as usize,
-                    require_moderator: c.require_moderator,
-                    end_when_moderator_leaves: c.end_when_moderator_leaves,
-                },
-                max_talkers: c.max_talkers as usize,
-                dtmf_mode,
-                prompt_files: media::prompt_files(&ctx, &c.prompts, &at("prompts"))?,
-            });
-        }
-        if conferences.is_empty() {
-            return Err(err(
-                &[Seg::Key("conference")],
-                "at least one [[conference]] is needed".into(),
-            ));
-        }
-        // In a lobby the PIN picks the conference, so PINs must be unique.
-        if lobby.is_some() {
-            let mut seen: Vec<(&str, usize)> = Vec::new();
-            for (i, c) in conferences
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.flow.reachable_from_lobby())
-            {
-                for p in [&c.pin, &c.moderator_pin]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p.plain_value())
-                {
-                    if let Some((_, j)) = seen.iter().find(|(q, _)| *q == p) {
-                        return Err(err(
-                            &[Seg::Key("conference"), Seg::Index(i), Seg::Key("pin")],
-                            format!("with a [lobby], PINs must be unique, but conference `{}` uses the same PIN as `{}`", c.name, conferences[*j].name),
-                        ));
-                    }
-                    seen.push((p, i));
-                }
-            }
-        }
-
+        let keypad_test = conference::validate_keypad_test(&ctx, raw.keypad_test.as_ref())?;
+        let lobby = conference::validate_lobby(&ctx, raw.lobby.as_ref())?;
+        let conferences = conference::validate_conferences(&ctx, &raw.conference, lobby.is_some())?;
         let source_limits = limits::validate(&ctx, &raw.sip.limits)?;
         let names: Vec<String> = conferences.iter().map(|c| c.name.clone()).collect();
         let otp_settings = otp::validate(
@@ -819,17 +473,7 @@ impl Config {
             },
             &names,
         )?;
-        for (i, c) in conferences.iter().enumerate() {
-            if c.flow != otp::ConferenceFlow::Pin
-                && otp_settings.verify.channels.is_empty()
-                && c.otp_channels.is_empty()
-            {
-                return Err(err(
-                    &[Seg::Key("conference"), Seg::Index(i), Seg::Key("flow")],
-                    "a one-time-passcode flow needs a delivery channel ([delivery.webhook], [delivery.email], [trunk] or [delivery.log])".into(),
-                ));
-            }
-        }
+        conference::check_otp_delivery(&ctx, &conferences, &otp_settings)?;
 
         Ok(Config {
             otp: otp_settings,
@@ -913,19 +557,6 @@ mod tests {
     }
 
     #[test]
-    fn conference_errors_point_into_the_array() {
-        let e =
-            parse("[[conference]]\nname = \"a\"\n[[conference]]\nname = \"b\"\npin = \"12ab\"\n")
-                .unwrap_err();
-        assert_eq!(e.key, "conference[1].pin");
-        assert_eq!(e.line, Some(5));
-        assert!(
-            !e.to_string().contains("12ab"),
-            "the PIN must not be echoed"
-        );
-    }
-
-    #[test]
     fn type_errors_have_lines() {
         let e = parse("[sip]\nmax_calls = \"many\"\n").unwrap_err();
         assert_eq!(e.line, Some(2));
@@ -948,48 +579,5 @@ mod tests {
         assert_eq!(c.dtmf_mode_for(Route::Conference(0)), DtmfMode::Auto);
         let only = parse("[[conference]]\nname = \"a\"\nnumbers = [\"7001\"]\n").unwrap();
         assert_eq!(only.route(Some("7002")), Route::NotFound);
-    }
-
-    #[test]
-    fn lobby_needs_unique_pins_and_moderator_rules_need_a_moderator_pin() {
-        let e = parse("[lobby]\nnumbers = [\"5000\"]\n[[conference]]\nname = \"a\"\npin = \"11\"\n[[conference]]\nname = \"b\"\npin = \"11\"\n").unwrap_err();
-        assert_eq!(e.key, "conference[1].pin");
-        assert!(
-            !e.to_string().contains("11\""),
-            "no PIN in the message: {e}"
-        );
-        let e = parse("[[conference]]\nname = \"a\"\nrequire_moderator = true\n").unwrap_err();
-        assert_eq!(e.key, "conference[0].require_moderator");
-        let e = parse("[[conference]]\nname = \"a\"\npin = \"1\"\nmoderator_pin = \"1\"\n")
-            .unwrap_err();
-        assert_eq!(e.key, "conference[0].moderator_pin");
-    }
-
-    #[test]
-    fn otp_conferences_take_no_pin_and_stay_out_of_the_lobby() {
-        let log = "[delivery.log]\nenabled = true\n";
-        for key in ["pin", "moderator_pin"] {
-            let e = parse(&format!(
-                "{log}[[conference]]\nname = \"a\"\nflow = \"otp\"\n{key} = \"4321\"\n"
-            ))
-            .unwrap_err();
-            assert_eq!(e.key, format!("conference[0].{key}"));
-            assert!(e.to_string().contains("pin+otp"), "{e}");
-        }
-        // Directory moderators count, so moderator rules need no moderator PIN.
-        let c = parse(&format!(
-            "{log}[[conference]]\nname = \"a\"\nflow = \"otp\"\nrequire_moderator = true\n"
-        ))
-        .unwrap();
-        assert!(!c.conferences[0].flow.asks_for_pin());
-        // The lobby reaches only `pin` conferences, so a pin+otp PIN may
-        // equal a lobby PIN without making the lobby ambiguous.
-        let c = parse(&format!(
-            "{log}[lobby]\nnumbers = [\"5000\"]\n[[conference]]\nname = \"a\"\npin = \"11\"\n\
-             [[conference]]\nname = \"b\"\npin = \"11\"\nflow = \"pin+otp\"\n"
-        ))
-        .unwrap();
-        assert!(c.conferences[0].flow.reachable_from_lobby());
-        assert!(!c.conferences[1].flow.reachable_from_lobby());
     }
 }
