@@ -16,8 +16,6 @@ mod media;
 pub mod otp;
 mod security;
 mod sip;
-#[cfg(test)]
-mod test_support;
 
 use crate::conference::guard::GuardLimits;
 use crate::conference::pin::PinSecret;
@@ -493,6 +491,9 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod test_support;
 
 #[cfg(test)]
 mod tests {

@@ -22,8 +22,6 @@ use crate::media::g711::Codec;
 
 mod negotiate;
 mod parse;
-#[cfg(test)]
-mod test_support;
 mod write;
 
 pub use negotiate::{accept_answer, answer, LocalMedia, NegotiatedMedia, NegotiationError};
@@ -374,6 +372,9 @@ impl fmt::Display for Direction {
         f.write_str(self.attribute())
     }
 }
+
+#[cfg(test)]
+mod test_support;
 
 #[cfg(test)]
 mod tests {
