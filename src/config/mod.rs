@@ -9,17 +9,24 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod conference;
 mod limits;
+mod log;
+mod media;
 pub mod otp;
+mod security;
+mod sip;
 
 use crate::conference::admission::{AdmissionRules, ConferenceEntry};
 use crate::conference::guard::GuardLimits;
 use crate::conference::pin::PinSecret;
 use crate::conference::room::RoomRules;
 use crate::ivr::prompts::PromptId;
-use crate::ivr::{CodeLength, GatherRules};
+use crate::ivr::GatherRules;
 use crate::media::dtmf::DtmfMode;
 use crate::media::g711::Codec;
+
+pub use media::parse_port_range;
 
 /// The configuration `pinbridge` runs on when given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -235,15 +242,15 @@ impl Config {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
-    sip: RawSip,
-    rtp: RawRtp,
-    log: RawLog,
+    sip: sip::RawSip,
+    rtp: media::RawRtp,
+    log: log::RawLog,
     prompts: BTreeMap<String, String>,
-    dtmf: RawDtmf,
-    security: RawSecurity,
-    keypad_test: Option<RawKeypadTest>,
-    lobby: Option<RawLobby>,
-    conference: Vec<RawConference>,
+    dtmf: media::RawDtmf,
+    security: security::RawSecurity,
+    keypad_test: Option<conference::RawKeypadTest>,
+    lobby: Option<conference::RawLobby>,
+    conference: Vec<conference::RawConference>,
     store: otp::RawStore,
     verify: otp::RawVerify,
     identity: otp::RawIdentity,
@@ -251,234 +258,6 @@ struct RawConfig {
     delivery: otp::RawDelivery,
     trunk: Option<otp::RawTrunk>,
     participant: Vec<otp::RawParticipant>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawDtmf {
-    mode: String,
-}
-
-impl Default for RawDtmf {
-    fn default() -> Self {
-        RawDtmf {
-            mode: "auto".into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawSecurity {
-    caller_failures: i64,
-    caller_window_secs: i64,
-    ip_failures: i64,
-    ip_window_secs: i64,
-    conference_failures: i64,
-    conference_window_secs: i64,
-    lockout_secs: i64,
-    attack_delay_ms: i64,
-    trusted_ips: Vec<String>,
-    trusted_source_failures: i64,
-    trusted_source_window_secs: i64,
-    trusted_source_interval_ms: i64,
-}
-
-impl Default for RawSecurity {
-    fn default() -> Self {
-        RawSecurity {
-            caller_failures: 5,
-            caller_window_secs: 900,
-            ip_failures: 10,
-            ip_window_secs: 900,
-            conference_failures: 20,
-            conference_window_secs: 60,
-            lockout_secs: 900,
-            attack_delay_ms: 3000,
-            trusted_ips: Vec::new(),
-            trusted_source_failures: 30,
-            trusted_source_window_secs: 900,
-            trusted_source_interval_ms: 10_000,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKeypadTest {
-    numbers: Vec<String>,
-    #[serde(default = "ten")]
-    idle_timeout_secs: i64,
-}
-
-fn ten() -> i64 {
-    10
-}
-
-/// How a code is gathered; shared by conferences and the lobby.
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawGather {
-    #[serde(default)]
-    pin_length: i64,
-    #[serde(default = "five")]
-    first_digit_timeout_secs: i64,
-    #[serde(default = "five")]
-    inter_digit_timeout_secs: i64,
-    #[serde(default = "three")]
-    max_attempts: i64,
-}
-
-fn five() -> i64 {
-    5
-}
-
-fn three() -> i64 {
-    3
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLobby {
-    numbers: Vec<String>,
-    #[serde(flatten)]
-    gather: RawGather,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawSip {
-    listen: String,
-    transports: Vec<String>,
-    public_address: Option<String>,
-    max_calls: i64,
-    min_session_expires: i64,
-    t1_ms: i64,
-    t2_ms: i64,
-    t4_ms: i64,
-    answer_delay_ms: i64,
-    limits: limits::RawSipLimits,
-    tcp: RawSipTcp,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawSipTcp {
-    max_connections: Option<i64>,
-    max_connections_per_source: i64,
-    message_timeout_ms: i64,
-    idle_timeout_secs: i64,
-}
-
-impl Default for RawSipTcp {
-    fn default() -> Self {
-        RawSipTcp {
-            max_connections: None,
-            max_connections_per_source: 32,
-            message_timeout_ms: 5000,
-            idle_timeout_secs: 300,
-        }
-    }
-}
-
-impl Default for RawSip {
-    fn default() -> Self {
-        RawSip {
-            listen: "0.0.0.0:5060".into(),
-            transports: vec!["udp".into(), "tcp".into()],
-            public_address: None,
-            max_calls: 5000,
-            min_session_expires: 90,
-            t1_ms: 500,
-            t2_ms: 4000,
-            t4_ms: 5000,
-            answer_delay_ms: 0,
-            limits: limits::RawSipLimits::default(),
-            tcp: RawSipTcp::default(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRtp {
-    port_range: String,
-    inactivity_timeout_secs: i64,
-    codecs: Vec<String>,
-}
-
-impl Default for RawRtp {
-    fn default() -> Self {
-        RawRtp {
-            port_range: "10000-20000".into(),
-            inactivity_timeout_secs: 30,
-            codecs: vec!["PCMU".into(), "PCMA".into()],
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLog {
-    format: String,
-    level: String,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        RawLog {
-            format: "text".into(),
-            level: "info".into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConference {
-    name: String,
-    #[serde(default = "all_numbers")]
-    numbers: Vec<String>,
-    #[serde(default)]
-    pin: Option<String>,
-    #[serde(default)]
-    pin_hash: Option<String>,
-    #[serde(default)]
-    moderator_pin: Option<String>,
-    #[serde(default)]
-    moderator_pin_hash: Option<String>,
-    #[serde(default)]
-    pin_length: i64,
-    #[serde(default = "five")]
-    first_digit_timeout_secs: i64,
-    #[serde(default = "five")]
-    inter_digit_timeout_secs: i64,
-    #[serde(default = "three")]
-    max_attempts: i64,
-    #[serde(default = "max_participants")]
-    max_participants: i64,
-    #[serde(default)]
-    require_moderator: bool,
-    #[serde(default)]
-    end_when_moderator_leaves: bool,
-    #[serde(default = "three")]
-    max_talkers: i64,
-    #[serde(default)]
-    dtmf_mode: Option<String>,
-    #[serde(default)]
-    prompts: BTreeMap<String, String>,
-    #[serde(default)]
-    flow: Option<String>,
-    #[serde(default)]
-    otp_channels: Vec<String>,
-}
-
-fn max_participants() -> i64 {
-    250
-}
-
-fn all_numbers() -> Vec<String> {
-    vec!["*".into()]
 }
 
 // ----------------------------------------------------------------------
@@ -677,474 +456,25 @@ impl Config {
                 message: e.message().trim().to_string(),
             }
         })?;
-        let err = |path: &[Seg<'_>], message: String| ConfigError {
-            file: file.to_string(),
-            line: loc.line(path),
-            key: key_name(path),
-            message,
-        };
 
-        let s = &raw.sip;
-        let listen: SocketAddr = s.listen.parse().map_err(|_| {
-            err(
-                &[Seg::Key("sip"), Seg::Key("listen")],
-                format!("`{}` is not an IP:port address", s.listen),
-            )
-        })?;
-        let (mut udp, mut tcp) = (false, false);
-        for (i, t) in s.transports.iter().enumerate() {
-            match t.to_ascii_lowercase().as_str() {
-                "udp" => udp = true,
-                "tcp" => tcp = true,
-                other => {
-                    return Err(err(
-                        &[Seg::Key("sip"), Seg::Key("transports"), Seg::Index(i)],
-                        format!("unknown transport `{other}` (use \"udp\" and/or \"tcp\")"),
-                    ))
-                }
-            }
-        }
-        if !udp && !tcp {
-            return Err(err(
-                &[Seg::Key("sip"), Seg::Key("transports")],
-                "at least one transport is needed".into(),
-            ));
-        }
-        let public_address = match &s.public_address {
-            None => None,
-            Some(a) => Some(a.parse::<IpAddr>().map_err(|_| {
-                err(
-                    &[Seg::Key("sip"), Seg::Key("public_address")],
-                    format!("`{a}` is not an IP address"),
-                )
-            })?),
-        };
-        let positive = |v: i64, key: &'static str, section: &'static str, max: i64| {
-            if v < 1 || v > max {
-                Err(err(
-                    &[Seg::Key(section), Seg::Key(key)],
-                    format!("must be between 1 and {max}, got {v}"),
-                ))
-            } else {
-                Ok(v)
-            }
-        };
-        let max_calls = positive(s.max_calls, "max_calls", "sip", 1_000_000)? as usize;
-        let min_se = positive(s.min_session_expires, "min_session_expires", "sip", 86_400)? as u32;
-        let t1 = positive(s.t1_ms, "t1_ms", "sip", 60_000)? as u64;
-        let t2 = positive(s.t2_ms, "t2_ms", "sip", 600_000)? as u64;
-        let t4 = positive(s.t4_ms, "t4_ms", "sip", 600_000)? as u64;
-        if !(0..=60_000).contains(&s.answer_delay_ms) {
-            return Err(err(
-                &[Seg::Key("sip"), Seg::Key("answer_delay_ms")],
-                "must be between 0 and 60000".into(),
-            ));
-        }
-        if t2 < t1 {
-            return Err(err(
-                &[Seg::Key("sip"), Seg::Key("t2_ms")],
-                format!("must not be below t1_ms ({t1})"),
-            ));
-        }
-        let tcp_connections = validate_sip_tcp(&s.tcp, &err)?;
-
-        let r = &raw.rtp;
-        let range_path = [Seg::Key("rtp"), Seg::Key("port_range")];
-        let ports = parse_port_range(&r.port_range).map_err(|m| err(&range_path, m))?;
-        if !(0..=86_400).contains(&r.inactivity_timeout_secs) {
-            return Err(err(
-                &[Seg::Key("rtp"), Seg::Key("inactivity_timeout_secs")],
-                "must be between 0 (off) and 86400".into(),
-            ));
-        }
-        let inactivity_timeout = (r.inactivity_timeout_secs > 0)
-            .then(|| Duration::from_secs(r.inactivity_timeout_secs as u64));
-        let mut codecs = Vec::new();
-        for (i, c) in r.codecs.iter().enumerate() {
-            let codec = Codec::from_encoding_name(c).ok_or_else(|| {
-                err(
-                    &[Seg::Key("rtp"), Seg::Key("codecs"), Seg::Index(i)],
-                    format!("unknown codec `{c}` (use \"PCMU\" or \"PCMA\")"),
-                )
-            })?;
-            if !codecs.contains(&codec) {
-                codecs.push(codec);
-            }
-        }
-        if codecs.is_empty() {
-            return Err(err(
-                &[Seg::Key("rtp"), Seg::Key("codecs")],
-                "at least one codec is needed".into(),
-            ));
-        }
-
-        let format = match raw.log.format.as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(err(
-                    &[Seg::Key("log"), Seg::Key("format")],
-                    format!("`{other}` is not \"text\" or \"json\""),
-                ))
-            }
-        };
-        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
-            return Err(err(
-                &[Seg::Key("log"), Seg::Key("level")],
-                format!("`{}` is not a log level or filter", raw.log.level),
-            ));
-        }
-
-        let prompt_map = |table: &BTreeMap<String, String>,
-                          prefix: &[Seg<'_>]|
-         -> Result<BTreeMap<PromptId, PathBuf>, ConfigError> {
-            let mut out = BTreeMap::new();
-            for (name, path) in table {
-                let mut at = prefix.to_vec();
-                at.push(Seg::Key(name));
-                let id = PromptId::from_name(name).ok_or_else(|| {
-                    err(
-                        &at,
-                        format!(
-                            "unknown prompt `{name}`; known prompts: {}",
-                            PromptId::names().join(", ")
-                        ),
-                    )
-                })?;
-                let p = Path::new(path);
-                out.insert(
-                    id,
-                    if p.is_absolute() {
-                        p.to_path_buf()
-                    } else {
-                        base_dir.join(p)
-                    },
-                );
-            }
-            Ok(out)
-        };
-        let prompt_files = prompt_map(&raw.prompts, &[Seg::Key("prompts")])?;
-
-        let dtmf_mode = DtmfMode::from_name(&raw.dtmf.mode).ok_or_else(|| {
-            err(
-                &[Seg::Key("dtmf"), Seg::Key("mode")],
-                format!("`{}` is not auto, rfc4733, inband or info", raw.dtmf.mode),
-            )
-        })?;
-
-        let sec = &raw.security;
-        let count = |v: i64, key: &'static str| -> Result<u32, ConfigError> {
-            u32::try_from(v).map_err(|_| {
-                err(
-                    &[Seg::Key("security"), Seg::Key(key)],
-                    "must be 0 (off) or a positive count".into(),
-                )
-            })
-        };
-        let secs = |v: i64, key: &'static str| -> Result<Duration, ConfigError> {
-            if (1..=86_400 * 7).contains(&v) {
-                Ok(Duration::from_secs(v as u64))
-            } else {
-                Err(err(
-                    &[Seg::Key("security"), Seg::Key(key)],
-                    "must be between 1 and 604800 seconds".into(),
-                ))
-            }
-        };
-        let mut trusted_ips = Vec::new();
-        for (i, ip) in sec.trusted_ips.iter().enumerate() {
-            trusted_ips.push(ip.parse::<IpAddr>().map_err(|_| {
-                err(
-                    &[Seg::Key("security"), Seg::Key("trusted_ips"), Seg::Index(i)],
-                    format!("`{ip}` is not an IP address"),
-                )
-            })?);
-        }
-        if !(0..=60_000).contains(&sec.attack_delay_ms) {
-            return Err(err(
-                &[Seg::Key("security"), Seg::Key("attack_delay_ms")],
-                "must be between 0 and 60000".into(),
-            ));
-        }
-        if !(0..=300_000).contains(&sec.trusted_source_interval_ms) {
-            return Err(err(
-                &[Seg::Key("security"), Seg::Key("trusted_source_interval_ms")],
-                "must be between 0 and 300000".into(),
-            ));
-        }
-        let security = GuardLimits {
-            caller_failures: count(sec.caller_failures, "caller_failures")?,
-            caller_window: secs(sec.caller_window_secs, "caller_window_secs")?,
-            ip_failures: count(sec.ip_failures, "ip_failures")?,
-            ip_window: secs(sec.ip_window_secs, "ip_window_secs")?,
-            conference_failures: count(sec.conference_failures, "conference_failures")?,
-            conference_window: secs(sec.conference_window_secs, "conference_window_secs")?,
-            lockout: secs(sec.lockout_secs, "lockout_secs")?,
-            attack_delay: Duration::from_millis(sec.attack_delay_ms as u64),
-            trusted_ips,
-            trusted_failures: count(sec.trusted_source_failures, "trusted_source_failures")?,
-            trusted_window: secs(sec.trusted_source_window_secs, "trusted_source_window_secs")?,
-            trusted_interval: Duration::from_millis(sec.trusted_source_interval_ms as u64),
-        };
-
-        let gather = |g: &RawGather, prefix: &[Seg<'_>]| -> Result<GatherRules, ConfigError> {
-            let at = |key: &'static str| {
-                let mut v = prefix.to_vec();
-                v.push(Seg::Key(key));
-                v
-            };
-            let length = match g.pin_length {
-                0 => CodeLength::HashTerminated { max: 20 },
-                n @ 1..=20 => CodeLength::Fixed(n as usize),
-                _ => {
-                    return Err(err(
-                        &at("pin_length"),
-                        "must be 0 (any length, ended by #) or 1 to 20".into(),
-                    ))
-                }
-            };
-            let timeout = |v: i64, key: &'static str| {
-                if (1..=120).contains(&v) {
-                    Ok(Duration::from_secs(v as u64))
-                } else {
-                    Err(err(&at(key), "must be between 1 and 120 seconds".into()))
-                }
-            };
-            if !(1..=20).contains(&g.max_attempts) {
-                return Err(err(&at("max_attempts"), "must be between 1 and 20".into()));
-            }
-            Ok(GatherRules {
-                length,
-                first_digit_timeout: timeout(
-                    g.first_digit_timeout_secs,
-                    "first_digit_timeout_secs",
-                )?,
-                inter_digit_timeout: timeout(
-                    g.inter_digit_timeout_secs,
-                    "inter_digit_timeout_secs",
-                )?,
-                max_attempts: g.max_attempts as u32,
-            })
-        };
-
-        let keypad_test = match &raw.keypad_test {
-            None => None,
-            Some(k) => {
-                if !(1..=600).contains(&k.idle_timeout_secs) {
-                    return Err(err(
-                        &[Seg::Key("keypad_test"), Seg::Key("idle_timeout_secs")],
-                        "must be between 1 and 600".into(),
-                    ));
-                }
-                Some(KeypadTestSettings {
-                    numbers: k.numbers.clone(),
-                    idle_timeout: Duration::from_secs(k.idle_timeout_secs as u64),
-                })
-            }
-        };
-        let lobby = match &raw.lobby {
-            None => None,
-            Some(l) => {
-                if l.numbers.is_empty() {
-                    return Err(err(
-                        &[Seg::Key("lobby"), Seg::Key("numbers")],
-                        "needs at least one number".into(),
-                    ));
-                }
-                Some(LobbySettings {
-                    numbers: l.numbers.clone(),
-                    gather: gather(&l.gather, &[Seg::Key("lobby")])?,
-                })
-            }
-        };
-
-        let mut conferences: Vec<ConferenceSettings> = Vec::new();
-        for (i, c) in raw.conference.iter().enumerate() {
-            let at = |key| [Seg::Key("conference"), Seg::Index(i), Seg::Key(key)];
-            if c.name.trim().is_empty() {
-                return Err(err(&at("name"), "must not be empty".into()));
-            }
-            if conferences.iter().any(|o| o.name == c.name) {
-                return Err(err(
-                    &at("name"),
-                    format!("conference `{}` is defined twice", c.name),
-                ));
-            }
-            if c.numbers.is_empty() {
-                return Err(err(
-                    &at("numbers"),
-                    "needs at least one number (or \"*\")".into(),
-                ));
-            }
-            // Never echo a PIN in an error.
-            let secret = |plain: &Option<String>,
-                          hash: &Option<String>,
-                          plain_key: &'static str,
-                          hash_key: &'static str| {
-                match (plain, hash) {
-                    (Some(_), Some(_)) => Err(err(
-                        &at(hash_key),
-                        format!("give either {plain_key} or {hash_key}, not both"),
-                    )),
-                    (Some(p), None) => PinSecret::plain(p)
-                        .map(Some)
-                        .map_err(|e| err(&at(plain_key), e.to_string())),
-                    (None, Some(h)) => PinSecret::hash(h)
-                        .map(Some)
-                        .map_err(|e| err(&at(hash_key), e.to_string())),
-                    (None, None) => Ok(None),
-                }
-            };
-            let flow = match &c.flow {
-                None => otp::ConferenceFlow::Pin,
-                Some(f) => otp::ConferenceFlow::from_name(f)
-                    .ok_or_else(|| err(&at("flow"), format!("`{f}` is not pin, otp or pin+otp")))?,
-            };
-            if flow == otp::ConferenceFlow::Otp {
-                // An `otp` conference admits by passcode alone; a PIN here
-                // would be a second way in that the operator did not mean
-                // (the lobby, CONFERENCE_PIN), so it is refused outright.
-                for (key, set) in [
-                    ("pin", c.pin.is_some()),
-                    ("pin_hash", c.pin_hash.is_some()),
-                    ("moderator_pin", c.moderator_pin.is_some()),
-                    ("moderator_pin_hash", c.moderator_pin_hash.is_some()),
-                ] {
-                    if set {
-                        return Err(err(
-                            &at(key),
-                            "a flow = \"otp\" conference takes no PIN (moderators come from the participant directory; use flow = \"pin+otp\" to ask for both)".into(),
-                        ));
-                    }
-                }
-            }
-            let pin = secret(&c.pin, &c.pin_hash, "pin", "pin_hash")?;
-            let moderator_pin = secret(
-                &c.moderator_pin,
-                &c.moderator_pin_hash,
-                "moderator_pin",
-                "moderator_pin_hash",
-            )?;
-            if let (Some(a), Some(b)) = (
-                pin.as_ref().and_then(|p| p.plain_value()),
-                moderator_pin.as_ref().and_then(|p| p.plain_value()),
-            ) {
-                if a == b {
-                    return Err(err(
-                        &at("moderator_pin"),
-                        "must differ from the participant PIN".into(),
-                    ));
-                }
-            }
-            let prefix = [Seg::Key("conference"), Seg::Index(i)];
-            let rg = RawGather {
-                pin_length: c.pin_length,
-                first_digit_timeout_secs: c.first_digit_timeout_secs,
-                inter_digit_timeout_secs: c.inter_digit_timeout_secs,
-                max_attempts: c.max_attempts,
-            };
-            if !(1..=10_000).contains(&c.max_participants) {
-                return Err(err(
-                    &at("max_participants"),
-                    "must be between 1 and 10000".into(),
-                ));
-            }
-            if !(1..=10).contains(&c.max_talkers) {
-                return Err(err(&at("max_talkers"), "must be between 1 and 10".into()));
-            }
-            if c.end_when_moderator_leaves
-                && moderator_pin.is_none()
-                && flow == otp::ConferenceFlow::Pin
-            {
-                return Err(err(
-                    &at("end_when_moderator_leaves"),
-                    "needs a moderator_pin (nobody could be a moderator)".into(),
-                ));
-            }
-            if c.require_moderator && moderator_pin.is_none() && flow == otp::ConferenceFlow::Pin {
-                return Err(err(
-                    &at("require_moderator"),
-                    "needs a moderator_pin (nobody could start the conference)".into(),
-                ));
-            }
-            let dtmf_mode = match &c.dtmf_mode {
-                None => None,
-                Some(m) => Some(DtmfMode::from_name(m).ok_or_else(|| {
-                    err(
-                        &at("dtmf_mode"),
-                        format!("`{m}` is not auto, rfc4733, inband or info"),
-                    )
-                })?),
-            };
-            let mut otp_channels = Vec::new();
-            for (j, ch) in c.otp_channels.iter().enumerate() {
-                let kind = otp::ChannelKind::from_name(ch).ok_or_else(|| {
-                    err(
-                        &[
-                            Seg::Key("conference"),
-                            Seg::Index(i),
-                            Seg::Key("otp_channels"),
-                            Seg::Index(j),
-                        ],
-                        format!("unknown channel `{ch}`"),
-                    )
-                })?;
-                otp_channels.push(kind);
-            }
-            conferences.push(ConferenceSettings {
-                flow,
-                otp_channels,
-                name: c.name.clone(),
-                numbers: c.numbers.clone(),
-                pin,
-                moderator_pin,
-                gather: gather(&rg, &prefix)?,
-                rules: RoomRules {
-                    max_participants: c.max_participants as usize,
-                    require_moderator: c.require_moderator,
-                    end_when_moderator_leaves: c.end_when_moderator_leaves,
-                },
-                max_talkers: c.max_talkers as usize,
-                dtmf_mode,
-                prompt_files: prompt_map(&c.prompts, &at("prompts"))?,
-            });
-        }
-        if conferences.is_empty() {
-            return Err(err(
-                &[Seg::Key("conference")],
-                "at least one [[conference]] is needed".into(),
-            ));
-        }
-        // In a lobby the PIN picks the conference, so PINs must be unique.
-        if lobby.is_some() {
-            let mut seen: Vec<(&str, usize)> = Vec::new();
-            for (i, c) in conferences
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.flow.reachable_from_lobby())
-            {
-                for p in [&c.pin, &c.moderator_pin]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p.plain_value())
-                {
-                    if let Some((_, j)) = seen.iter().find(|(q, _)| *q == p) {
-                        return Err(err(
-                            &[Seg::Key("conference"), Seg::Index(i), Seg::Key("pin")],
-                            format!("with a [lobby], PINs must be unique, but conference `{}` uses the same PIN as `{}`", c.name, conferences[*j].name),
-                        ));
-                    }
-                    seen.push((p, i));
-                }
-            }
-        }
-
+        // One validator per section, in this order: in a file with several
+        // mistakes the first one met is the one reported, so the order is
+        // part of what an operator sees.
         let ctx = Ctx {
             file,
             loc: &loc,
             base_dir,
         };
-        let source_limits = limits::validate(&ctx, &s.limits)?;
+        let sip = sip::validate(&ctx, &raw.sip)?;
+        let rtp = media::validate_rtp(&ctx, &raw.rtp)?;
+        let log = log::validate(&ctx, &raw.log)?;
+        let prompt_files = media::prompt_files(&ctx, &raw.prompts, &[Seg::Key("prompts")])?;
+        let dtmf_mode = media::validate_dtmf(&ctx, &raw.dtmf)?;
+        let security = security::validate(&ctx, &raw.security)?;
+        let keypad_test = conference::validate_keypad_test(&ctx, raw.keypad_test.as_ref())?;
+        let lobby = conference::validate_lobby(&ctx, raw.lobby.as_ref())?;
+        let conferences = conference::validate_conferences(&ctx, &raw.conference, lobby.is_some())?;
+        let source_limits = limits::validate(&ctx, &raw.sip.limits)?;
         let names: Vec<String> = conferences.iter().map(|c| c.name.clone()).collect();
         let otp_settings = otp::validate(
             &ctx,
@@ -1159,44 +489,17 @@ impl Config {
             },
             &names,
         )?;
-        for (i, c) in conferences.iter().enumerate() {
-            if c.flow != otp::ConferenceFlow::Pin
-                && otp_settings.verify.channels.is_empty()
-                && c.otp_channels.is_empty()
-            {
-                return Err(err(
-                    &[Seg::Key("conference"), Seg::Index(i), Seg::Key("flow")],
-                    "a one-time-passcode flow needs a delivery channel ([delivery.webhook], [delivery.email], [trunk] or [delivery.log])".into(),
-                ));
-            }
-        }
+        conference::check_otp_delivery(&ctx, &conferences, &otp_settings)?;
 
         Ok(Config {
             otp: otp_settings,
             source: file.to_string(),
             sip: SipSettings {
-                listen,
-                udp,
-                tcp,
-                public_address,
-                max_calls,
-                min_session_expires: min_se,
-                t1: Duration::from_millis(t1),
-                t2: Duration::from_millis(t2),
-                t4: Duration::from_millis(t4),
-                answer_delay: Duration::from_millis(s.answer_delay_ms as u64),
                 limits: source_limits,
-                tcp_connections,
+                ..sip
             },
-            rtp: RtpSettings {
-                ports,
-                inactivity_timeout,
-                codecs,
-            },
-            log: LogSettings {
-                format,
-                level: raw.log.level.clone(),
-            },
+            rtp,
+            log,
             prompt_files,
             dtmf_mode,
             security,
@@ -1207,84 +510,13 @@ impl Config {
     }
 }
 
-/// `[sip.tcp]`: every count and time within bounds, and a per-source cap
-/// no larger than the total one.
-fn validate_sip_tcp(
-    t: &RawSipTcp,
-    err: &dyn Fn(&[Seg<'_>], String) -> ConfigError,
-) -> Result<TcpSettings, ConfigError> {
-    let within = |v: i64, key: &'static str, lo: i64, hi: i64| {
-        if (lo..=hi).contains(&v) {
-            Ok(v as u64)
-        } else {
-            Err(err(
-                &[Seg::Key("sip"), Seg::Key("tcp"), Seg::Key(key)],
-                format!("must be between {lo} and {hi}, got {v}"),
-            ))
-        }
-    };
-    let max_connections = match t.max_connections {
-        None => None,
-        Some(v) => Some(within(v, "max_connections", 1, 1_000_000)? as usize),
-    };
-    let per_source = within(
-        t.max_connections_per_source,
-        "max_connections_per_source",
-        1,
-        1_000_000,
-    )? as usize;
-    if let Some(total) = max_connections.filter(|&total| per_source > total) {
-        return Err(err(
-            &[
-                Seg::Key("sip"),
-                Seg::Key("tcp"),
-                Seg::Key("max_connections_per_source"),
-            ],
-            format!("must not exceed max_connections ({total})"),
-        ));
-    }
-    Ok(TcpSettings {
-        max_connections,
-        max_connections_per_source: per_source,
-        message_timeout: Duration::from_millis(within(
-            t.message_timeout_ms,
-            "message_timeout_ms",
-            100,
-            600_000,
-        )?),
-        idle_timeout: Duration::from_secs(within(
-            t.idle_timeout_secs,
-            "idle_timeout_secs",
-            1,
-            86_400,
-        )?),
-    })
-}
-
-/// Parses `LO-HI` into an inclusive range holding at least one even port.
-pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("`{s}` is not a port range like \"10000-20000\"");
-    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
-    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
-    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
-    if lo == 0 || hi < lo {
-        return Err(format!(
-            "`{s}`: the range must be non-empty and start above 0"
-        ));
-    }
-    if hi - lo < 1 && lo % 2 == 1 {
-        return Err(format!("`{s}` holds no even port"));
-    }
-    Ok((lo, hi))
-}
+#[cfg(test)]
+mod test_support;
 
 #[cfg(test)]
 mod tests {
+    use super::test_support::parse;
     use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, "test.toml", Path::new("/etc/pinbridge"))
-    }
 
     #[test]
     fn embedded_default_is_valid() {
@@ -1344,105 +576,6 @@ mod tests {
     }
 
     #[test]
-    fn conference_errors_point_into_the_array() {
-        let e =
-            parse("[[conference]]\nname = \"a\"\n[[conference]]\nname = \"b\"\npin = \"12ab\"\n")
-                .unwrap_err();
-        assert_eq!(e.key, "conference[1].pin");
-        assert_eq!(e.line, Some(5));
-        assert!(
-            !e.to_string().contains("12ab"),
-            "the PIN must not be echoed"
-        );
-    }
-
-    #[test]
-    fn sip_tcp_limits_default_and_validate() {
-        let c = Config::embedded_default();
-        assert_eq!(
-            c.sip.tcp_connections,
-            TcpSettings {
-                max_connections: None,
-                max_connections_per_source: 32,
-                message_timeout: Duration::from_secs(5),
-                idle_timeout: Duration::from_secs(300),
-            }
-        );
-        // The commented-out block in the default file is valid as written
-        // (only that block: other sections have keys of the same names).
-        let keys = [
-            "[sip.tcp]",
-            "max_connections =",
-            "max_connections_per_source =",
-            "message_timeout_ms =",
-            "idle_timeout_secs =",
-        ];
-        let mut in_block = false;
-        let uncommented: Vec<&str> = DEFAULT_CONFIG
-            .lines()
-            .map(|l| {
-                if l == "# [sip.tcp]" {
-                    in_block = true;
-                } else if !l.starts_with('#') {
-                    in_block = false;
-                }
-                match l.strip_prefix("# ") {
-                    Some(rest) if in_block && keys.iter().any(|k| rest.starts_with(k)) => rest,
-                    _ => l,
-                }
-            })
-            .collect();
-        let c = parse(&uncommented.join("\n")).unwrap();
-        assert_eq!(c.sip.tcp_connections.max_connections, Some(1000));
-        assert_eq!(c.sip.tcp_connections.max_connections_per_source, 32);
-        let c = parse(
-            "[sip.tcp]\nmax_connections = 100\nmax_connections_per_source = 10\n\
-             message_timeout_ms = 2500\nidle_timeout_secs = 60\n[[conference]]\nname = \"a\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.sip.tcp_connections.max_connections, Some(100));
-        assert_eq!(c.sip.tcp_connections.max_connections_per_source, 10);
-        assert_eq!(
-            c.sip.tcp_connections.message_timeout,
-            Duration::from_millis(2500)
-        );
-        assert_eq!(c.sip.tcp_connections.idle_timeout, Duration::from_secs(60));
-        let cases = [
-            (
-                "[sip.tcp]\nmax_connections = 0\n",
-                "sip.tcp.max_connections",
-                2,
-            ),
-            (
-                "[sip]\nt1_ms = 500\n[sip.tcp]\n\nmax_connections_per_source = -1\n",
-                "sip.tcp.max_connections_per_source",
-                5,
-            ),
-            (
-                "[sip.tcp]\nmax_connections = 8\nmax_connections_per_source = 9\n",
-                "sip.tcp.max_connections_per_source",
-                3,
-            ),
-            (
-                "[sip.tcp]\nmessage_timeout_ms = 10\n",
-                "sip.tcp.message_timeout_ms",
-                2,
-            ),
-            (
-                "[sip.tcp]\nidle_timeout_secs = 0\n",
-                "sip.tcp.idle_timeout_secs",
-                2,
-            ),
-            ("[sip.tcp]\nidle_timeout = 5\n", "sip.tcp.idle_timeout", 2),
-        ];
-        for (body, key, line) in cases {
-            let text = format!("{body}[[conference]]\nname = \"a\"\n");
-            let e = parse(&text).unwrap_err();
-            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{e}");
-        }
-    }
-
-    #[test]
     fn type_errors_have_lines() {
         let e = parse("[sip]\nmax_calls = \"many\"\n").unwrap_err();
         assert_eq!(e.line, Some(2));
@@ -1465,97 +598,5 @@ mod tests {
         assert_eq!(c.dtmf_mode_for(Route::Conference(0)), DtmfMode::Auto);
         let only = parse("[[conference]]\nname = \"a\"\nnumbers = [\"7001\"]\n").unwrap();
         assert_eq!(only.route(Some("7002")), Route::NotFound);
-    }
-
-    #[test]
-    fn lobby_needs_unique_pins_and_moderator_rules_need_a_moderator_pin() {
-        let e = parse("[lobby]\nnumbers = [\"5000\"]\n[[conference]]\nname = \"a\"\npin = \"11\"\n[[conference]]\nname = \"b\"\npin = \"11\"\n").unwrap_err();
-        assert_eq!(e.key, "conference[1].pin");
-        assert!(
-            !e.to_string().contains("11\""),
-            "no PIN in the message: {e}"
-        );
-        let e = parse("[[conference]]\nname = \"a\"\nrequire_moderator = true\n").unwrap_err();
-        assert_eq!(e.key, "conference[0].require_moderator");
-        let e = parse("[[conference]]\nname = \"a\"\npin = \"1\"\nmoderator_pin = \"1\"\n")
-            .unwrap_err();
-        assert_eq!(e.key, "conference[0].moderator_pin");
-    }
-
-    #[test]
-    fn otp_conferences_take_no_pin_and_stay_out_of_the_lobby() {
-        let log = "[delivery.log]\nenabled = true\n";
-        for key in ["pin", "moderator_pin"] {
-            let e = parse(&format!(
-                "{log}[[conference]]\nname = \"a\"\nflow = \"otp\"\n{key} = \"4321\"\n"
-            ))
-            .unwrap_err();
-            assert_eq!(e.key, format!("conference[0].{key}"));
-            assert!(e.to_string().contains("pin+otp"), "{e}");
-        }
-        // Directory moderators count, so moderator rules need no moderator PIN.
-        let c = parse(&format!(
-            "{log}[[conference]]\nname = \"a\"\nflow = \"otp\"\nrequire_moderator = true\n"
-        ))
-        .unwrap();
-        assert!(!c.conferences[0].flow.asks_for_pin());
-        // The lobby reaches only `pin` conferences, so a pin+otp PIN may
-        // equal a lobby PIN without making the lobby ambiguous.
-        let c = parse(&format!(
-            "{log}[lobby]\nnumbers = [\"5000\"]\n[[conference]]\nname = \"a\"\npin = \"11\"\n\
-             [[conference]]\nname = \"b\"\npin = \"11\"\nflow = \"pin+otp\"\n"
-        ))
-        .unwrap();
-        assert!(c.conferences[0].flow.reachable_from_lobby());
-        assert!(!c.conferences[1].flow.reachable_from_lobby());
-    }
-
-    #[test]
-    fn prompt_paths_resolve_against_the_config_directory() {
-        let c = parse("[prompts]\nwelcome = \"mine/hello.wav\"\n[[conference]]\nname = \"a\"\n")
-            .unwrap();
-        assert_eq!(
-            c.prompt_files[&PromptId::Welcome],
-            PathBuf::from("/etc/pinbridge/mine/hello.wav")
-        );
-    }
-
-    #[test]
-    fn trusted_source_ceiling_keys_are_read_and_checked() {
-        let c = parse(
-            "[security]\ntrusted_ips = [\"192.0.2.10\"]\ntrusted_source_failures = 12\n\
-             trusted_source_window_secs = 600\ntrusted_source_interval_ms = 2500\n\
-             [[conference]]\nname = \"a\"\n",
-        )
-        .unwrap();
-        let s = &c.security;
-        assert_eq!(s.trusted_failures, 12);
-        assert_eq!(s.trusted_window, Duration::from_secs(600));
-        assert_eq!(s.trusted_interval, Duration::from_millis(2500));
-        let d = Config::embedded_default().security;
-        assert_eq!(
-            (d.trusted_failures, d.trusted_window, d.trusted_interval),
-            (30, Duration::from_secs(900), Duration::from_secs(10))
-        );
-        for (text, key) in [
-            (
-                "trusted_source_failures = -1",
-                "security.trusted_source_failures",
-            ),
-            (
-                "trusted_source_window_secs = 0",
-                "security.trusted_source_window_secs",
-            ),
-            (
-                "trusted_source_interval_ms = 300001",
-                "security.trusted_source_interval_ms",
-            ),
-        ] {
-            let e = parse(&format!(
-                "[security]\n{text}\n[[conference]]\nname = \"a\"\n"
-            ))
-            .unwrap_err();
-            assert_eq!((e.key.as_str(), e.line), (key, Some(2)), "{e}");
-        }
     }
 }
