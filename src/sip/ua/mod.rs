@@ -13,8 +13,7 @@
 //! The client side (outbound calls, MESSAGE, REGISTER, digest retries)
 //! lives in the child module `uac`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -40,9 +39,11 @@ use super::transaction::{
 use super::uri::Uri;
 
 pub mod source_limits;
+mod timers;
 mod uac;
 use source_limits::SourceLimits;
 pub use source_limits::{SourceLimitSettings, SourceLimitStats};
+use timers::{IdCounter, TimerTable, TimerTarget};
 pub use uac::{OutboundCall, OutboundEvent, OutboundMessage, Registration};
 
 /// Methods we implement, for Allow headers and 405 answers.
@@ -335,15 +336,6 @@ enum PendingRequest {
     NonInvite(TxKey, CallHandle, Method),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerRef {
-    Invite(u64),
-    NonInvite(u64),
-    Client(u64),
-    Call(u64),
-    Registration(u64),
-}
-
 /// The SIP user agent core. See the module documentation.
 pub struct UserAgent {
     cfg: UaConfig,
@@ -361,25 +353,13 @@ pub struct UserAgent {
     /// The strongest digest algorithm each peer has offered (see
     /// `uac::raise_digest_floor`).
     digest_floors: HashMap<SocketAddr, Algorithm>,
-    /// Timer entries refer to entities by a numeric id resolved here, so the
-    /// heap holds no strings.
-    timer_ids: HashMap<u64, TimerTarget>,
-    timer_id_of: HashMap<TimerTarget, u64>,
-    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
+    /// Every deadline of every transaction, call and registration.
+    timers: TimerTable,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    next_id: u64,
+    ids: IdCounter,
     shutting_down: bool,
     limits: SourceLimits,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum TimerTarget {
-    Invite(TxKey),
-    NonInvite(TxKey),
-    Client(String),
-    Call(CallHandle),
-    Registration(RequestId),
 }
 
 /// A request that passed validation, with its parsed core headers.
@@ -426,12 +406,10 @@ impl UserAgent {
             pending: HashMap::new(),
             registrations: HashMap::new(),
             digest_floors: HashMap::new(),
-            timer_ids: HashMap::new(),
-            timer_id_of: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: TimerTable::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            next_id: 1,
+            ids: IdCounter::new(),
             shutting_down: false,
         }
     }
@@ -465,13 +443,11 @@ impl UserAgent {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.next_deadline()
     }
 
     fn id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.ids.next()
     }
 
     fn random_token(&mut self) -> String {
@@ -506,30 +482,11 @@ impl UserAgent {
     }
 
     fn schedule(&mut self, target: TimerTarget, at: Option<Instant>) {
-        let Some(at) = at else { return };
-        let id = match self.timer_id_of.get(&target) {
-            Some(id) => *id,
-            None => {
-                let id = self.id();
-                self.timer_ids.insert(id, target.clone());
-                self.timer_id_of.insert(target.clone(), id);
-                id
-            }
-        };
-        let r = match target {
-            TimerTarget::Invite(_) => TimerRef::Invite(id),
-            TimerTarget::NonInvite(_) => TimerRef::NonInvite(id),
-            TimerTarget::Client(_) => TimerRef::Client(id),
-            TimerTarget::Call(_) => TimerRef::Call(id),
-            TimerTarget::Registration(_) => TimerRef::Registration(id),
-        };
-        self.timers.push(Reverse((at, r)));
+        self.timers.schedule(target, at, &mut self.ids);
     }
 
     fn forget_timer(&mut self, target: &TimerTarget) {
-        if let Some(id) = self.timer_id_of.remove(target) {
-            self.timer_ids.remove(&id);
-        }
+        self.timers.forget(target);
     }
 
     // ------------------------------------------------------------------
@@ -1947,21 +1904,7 @@ impl UserAgent {
     // Timers
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, r))) = self.timers.peek().cloned() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let id = match r {
-                TimerRef::Invite(id)
-                | TimerRef::NonInvite(id)
-                | TimerRef::Client(id)
-                | TimerRef::Call(id)
-                | TimerRef::Registration(id) => id,
-            };
-            let Some(target) = self.timer_ids.get(&id).cloned() else {
-                continue;
-            };
+        while let Some(target) = self.timers.pop_due(now) {
             match target {
                 TimerTarget::Invite(key) => self.invite_timer(now, key),
                 TimerTarget::NonInvite(key) => {
