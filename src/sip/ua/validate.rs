@@ -5,7 +5,8 @@
 //! and Accept. A request that fails gets the status the RFC names and a
 //! reason phrase that says which header was wrong.
 
-use super::{response_flow, RawReply, ResponseBase, UserAgent, ALLOW, SUPPORTED};
+use super::reply::{response_flow, RawReply, ResponseBase};
+use super::{UserAgent, ALLOW, SUPPORTED};
 use crate::sip::flow::Flow;
 use crate::sip::header::{
     parse_accept, parse_delta_seconds, parse_max_forwards, parse_min_se, parse_token_list,
