@@ -27,21 +27,22 @@ use super::flow::{Flow, Transmit, Transport};
 use super::grammar::split_commas;
 use super::header::{
     parse_delta_seconds, parse_min_se, parse_token_list, CSeq, MediaType, NameAddr, Refresher,
-    SessionExpires, Via,
+    SessionExpires,
 };
 use super::message::{parse_datagram, Message, Parsed, Request, Response};
 use super::method::Method;
 use super::transaction::{
-    ClientTransaction, ServerInviteState, ServerInviteTransaction, ServerNonInviteTransaction,
-    TimerOutcome, TimerValues, TxKey,
+    ServerInviteState, ServerInviteTransaction, ServerNonInviteTransaction, TimerValues, TxKey,
 };
 use super::uri::Uri;
 
+mod client_tx;
 mod reply;
 pub mod source_limits;
 mod timers;
 mod uac;
 mod validate;
+use client_tx::{ClientPurpose, ClientTx};
 use reply::{InviteTx, NonInviteTx, RawReply};
 use source_limits::SourceLimits;
 pub use source_limits::{SourceLimitSettings, SourceLimitStats};
@@ -205,36 +206,6 @@ pub enum UaError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClientPurpose {
-    Bye,
-    Refresh(CallHandle),
-    /// The INVITE of an outbound call (and its authenticated retries).
-    Invite(CallHandle),
-    Cancel(CallHandle),
-    Message(RequestId),
-    Register(RequestId),
-}
-
-#[derive(Debug)]
-struct ClientTx {
-    tx: ClientTransaction,
-    flow: Flow,
-    purpose: ClientPurpose,
-    /// For an INVITE with a final response: the ACK, resent if the final
-    /// response is.
-    ack: Option<Bytes>,
-    /// For an ACKed 2xx: the To tag it came with. A 2xx with another tag is
-    /// a forked answer, ACKed and hung up.
-    acked_tag: Option<String>,
-    linger_until: Option<Instant>,
-    /// The request as sent: for CANCEL, the non-2xx ACK and retries with
-    /// credentials.
-    request: Box<Request>,
-    /// Present when the request may be retried with credentials.
-    digest: Option<DigestClient>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Outbound: INVITE sent, no final response yet.
     Calling,
@@ -319,7 +290,7 @@ pub struct UserAgent {
     dialogs: HashMap<(String, String), CallHandle>,
     invite_txs: HashMap<TxKey, InviteTx>,
     non_invite_txs: HashMap<TxKey, NonInviteTx>,
-    /// Keyed by [`client_key`]: the branch, with CANCEL kept apart from
+    /// Keyed by [`client_tx::client_key`]: the branch, with CANCEL kept apart from
     /// the INVITE it shares its branch with.
     client_txs: HashMap<String, ClientTx>,
     pending: HashMap<RequestId, PendingRequest>,
@@ -1202,130 +1173,8 @@ impl UserAgent {
         );
     }
 
-    /// Starts a client transaction for `req` (whose top Via carries
-    /// `branch`), sends it and returns its key.
-    fn start_client(
-        &mut self,
-        now: Instant,
-        branch: &str,
-        flow: Flow,
-        req: Request,
-        purpose: ClientPurpose,
-        digest: Option<DigestClient>,
-    ) -> String {
-        let bytes = req.to_bytes();
-        let tx = ClientTransaction::new(
-            now,
-            req.method == Method::Invite,
-            flow.transport.is_reliable(),
-            self.cfg.timers,
-            bytes.clone(),
-        );
-        let at = tx.poll_timeout();
-        let key = client_key(branch, &req.method);
-        self.client_txs.insert(
-            key.clone(),
-            ClientTx {
-                tx,
-                flow,
-                purpose,
-                ack: None,
-                acked_tag: None,
-                linger_until: None,
-                request: Box::new(req),
-                digest,
-            },
-        );
-        // A BYE may go to a source that never proved its address (no ACK
-        // came): it is a reply to that source's INVITE and is budgeted.
-        if purpose == ClientPurpose::Bye {
-            self.send(flow, bytes);
-        } else {
-            self.send_own(flow, bytes);
-        }
-        self.schedule(TimerTarget::Client(key.clone()), at);
-        key
-    }
-
-    /// Keeps a finished INVITE transaction for 64·T1 to ACK
-    /// retransmissions of its final response (Timer D, and the 2xx
-    /// retransmissions of §13.2.2.4); sends the ACK now.
-    fn linger_with_ack(
-        &mut self,
-        now: Instant,
-        key: String,
-        mut ctx: ClientTx,
-        ack: Bytes,
-        tag: Option<String>,
-    ) {
-        self.send_own(ctx.flow, ack.clone());
-        let until = now + self.cfg.timers.timeout();
-        ctx.ack = Some(ack);
-        ctx.acked_tag = tag;
-        ctx.linger_until = Some(until);
-        self.client_txs.insert(key.clone(), ctx);
-        self.schedule(TimerTarget::Client(key), Some(until));
-    }
-
     // ------------------------------------------------------------------
     // Responses to our requests
-
-    fn handle_response(&mut self, now: Instant, flow: &Flow, resp: Response) {
-        let Some(key) = response_key(&resp) else {
-            return;
-        };
-        if !self.client_txs.contains_key(&key) {
-            tracing::debug!(
-                status = resp.status,
-                "dropping response that matches no transaction"
-            );
-            return;
-        }
-        // It carries our random branch: the peer got our request.
-        self.limits.confirm(now, flow.remote.ip());
-        let Some(ctx) = self.client_txs.get_mut(&key) else {
-            return;
-        };
-        if ctx.linger_until.is_some() {
-            if resp.status >= 200 {
-                self.on_repeated_final(now, &key, &resp);
-            }
-            return;
-        }
-        if !ctx.tx.on_response(now, resp.status) {
-            if let ClientPurpose::Invite(h) = ctx.purpose {
-                self.on_invite_provisional(now, h, &resp);
-            }
-            return;
-        }
-        let Some(ctx) = self.client_txs.remove(&key) else {
-            return;
-        };
-        self.forget_timer(&TimerTarget::Client(key.clone()));
-        let (ctx, auth_error) = match self.retry_with_auth(now, &key, ctx, &resp) {
-            uac::AuthRetry::Sent => return,
-            uac::AuthRetry::NotSent(ctx, e) => (*ctx, e),
-        };
-        match ctx.purpose {
-            ClientPurpose::Bye => {
-                if resp.status >= 300 {
-                    tracing::debug!(status = resp.status, "BYE was refused");
-                }
-            }
-            ClientPurpose::Cancel(_) => {}
-            ClientPurpose::Refresh(h) => self.on_refresh_final(now, h, key, ctx, &resp),
-            ClientPurpose::Invite(h) => self.on_invite_final(now, h, key, ctx, &resp, auth_error),
-            ClientPurpose::Message(id) => {
-                let reason = reason_with(&resp, auth_error.as_ref());
-                self.events.push_back(Event::MessageOutcome {
-                    id,
-                    status: resp.status,
-                    reason,
-                });
-            }
-            ClientPurpose::Register(id) => self.on_register_final(now, id, ctx, &resp, auth_error),
-        }
-    }
 
     /// A final response to a session refresh we sent.
     fn on_refresh_final(
@@ -1368,21 +1217,6 @@ impl UserAgent {
         }
     }
 
-    fn build_ack(&mut self, h: CallHandle, resp: &Response, invite_branch: &str) -> Option<Bytes> {
-        let call = self.calls.get(&h)?;
-        let cseq = CSeq::parse(resp.headers.get("CSeq")?).ok()?.seq;
-        // A 2xx ACK is a new transaction; a non-2xx ACK reuses the branch.
-        let branch = if (200..300).contains(&resp.status) {
-            format!("z9hG4bK{:016x}", self.rng.random::<u64>())
-        } else {
-            invite_branch.to_string()
-        };
-        let req = call
-            .dialog
-            .request(Method::Ack, cseq, &branch, &self.cfg.user_agent);
-        Some(req.to_bytes())
-    }
-
     // ------------------------------------------------------------------
     // Timers
 
@@ -1394,61 +1228,6 @@ impl UserAgent {
                 TimerTarget::Client(branch) => self.client_timer(now, branch),
                 TimerTarget::Call(h) => self.call_timer(now, h),
                 TimerTarget::Registration(id) => self.registration_timer(now, id),
-            }
-        }
-    }
-
-    fn client_timer(&mut self, now: Instant, branch: String) {
-        let Some(ctx) = self.client_txs.get_mut(&branch) else {
-            return;
-        };
-        if let Some(until) = ctx.linger_until {
-            if now >= until {
-                self.client_txs.remove(&branch);
-                self.forget_timer(&TimerTarget::Client(branch));
-            }
-            return;
-        }
-        match ctx.tx.handle_timeout(now) {
-            TimerOutcome::Retransmit(b) => {
-                let (flow, at, purpose) = (ctx.flow, ctx.tx.poll_timeout(), ctx.purpose);
-                if purpose == ClientPurpose::Bye {
-                    self.send(flow, b);
-                } else {
-                    self.send_own(flow, b);
-                }
-                self.schedule(TimerTarget::Client(branch), at);
-            }
-            TimerOutcome::TimedOut | TimerOutcome::Terminated => {
-                let purpose = ctx.purpose;
-                self.client_txs.remove(&branch);
-                self.forget_timer(&TimerTarget::Client(branch));
-                match purpose {
-                    // No final answer to our refresh: the peer is gone (the
-                    // call may already have ended another way).
-                    ClientPurpose::Refresh(h) if self.calls.contains_key(&h) => {
-                        self.send_bye(now, h);
-                        self.events.push_back(Event::Ended {
-                            call: h,
-                            reason: EndReason::RefreshFailed,
-                        });
-                    }
-                    ClientPurpose::Refresh(_) => {}
-                    ClientPurpose::Invite(h) => self.invite_timed_out(h),
-                    ClientPurpose::Message(id) => self.events.push_back(Event::MessageOutcome {
-                        id,
-                        status: 408,
-                        reason: "Request Timeout".into(),
-                    }),
-                    ClientPurpose::Register(id) => {
-                        self.registration_timed_out(now, id);
-                    }
-                    ClientPurpose::Bye | ClientPurpose::Cancel(_) => {}
-                }
-            }
-            TimerOutcome::Nothing => {
-                let at = ctx.tx.poll_timeout();
-                self.schedule(TimerTarget::Client(branch), at);
             }
         }
     }
@@ -1769,34 +1548,4 @@ fn call_deadline(c: &Call) -> Option<Instant> {
     let b = c.session.map(|s| s.deadline);
     let u = c.uac.as_ref().and_then(|u| u.deadline());
     [a, b, u].into_iter().flatten().min()
-}
-
-/// The key of a client transaction: its branch, and for CANCEL (which
-/// shares the INVITE's branch) the branch with a suffix.
-fn client_key(branch: &str, method: &Method) -> String {
-    match method {
-        Method::Cancel => format!("{branch} CANCEL"),
-        _ => branch.to_string(),
-    }
-}
-
-/// The client transaction a response belongs to (RFC 3261 §17.1.3: the top
-/// Via branch and the CSeq method).
-fn response_key(resp: &Response) -> Option<String> {
-    let branch = resp
-        .headers
-        .get("Via")
-        .and_then(|v| Via::parse_all(v).ok())
-        .and_then(|v| v.into_iter().next())
-        .and_then(|v| v.branch().map(str::to_string))?;
-    let method = CSeq::parse(resp.headers.get("CSeq")?).ok()?.method;
-    Some(client_key(&branch, &method))
-}
-
-/// The reason phrase, with why a challenge could not be answered.
-fn reason_with(resp: &Response, auth: Option<&AuthError>) -> String {
-    match auth {
-        Some(e) => format!("{} ({e})", resp.reason),
-        None => resp.reason.clone(),
-    }
 }

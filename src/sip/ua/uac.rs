@@ -7,6 +7,7 @@
 //! call, once answered, is a dialog like an inbound one: re-INVITE, UPDATE,
 //! INFO and BYE from the peer and session timers go through the same code.
 
+use super::client_tx::reason_with;
 use super::*;
 use crate::sip::message::Headers;
 
