@@ -36,6 +36,7 @@ use super::transaction::{
 };
 use super::uri::Uri;
 
+mod call;
 mod client_tx;
 mod reply;
 mod session_timer;
@@ -43,6 +44,7 @@ pub mod source_limits;
 mod timers;
 mod uac;
 mod validate;
+use call::{refresh_target, Call, PendingRequest, Phase};
 use client_tx::{ClientPurpose, ClientTx};
 use reply::{InviteTx, NonInviteTx, RawReply};
 use session_timer::{start_session_timer, SessionPlan, SessionTimer};
@@ -207,17 +209,6 @@ pub enum UaError {
     UnknownRegistration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Outbound: INVITE sent, no final response yet.
-    Calling,
-    /// INVITE received, waiting for the application.
-    Offered,
-    /// 2xx sent, waiting for ACK.
-    Answered,
-    Confirmed,
-}
-
 #[derive(Debug)]
 struct Pending2xx {
     cseq: u32,
@@ -226,35 +217,6 @@ struct Pending2xx {
     next: Instant,
     give_up: Instant,
     initial: bool,
-}
-
-#[derive(Debug)]
-struct Call {
-    dialog: Dialog,
-    phase: Phase,
-    invite_key: Option<TxKey>,
-    pending_2xx: Option<Pending2xx>,
-    bye_after_ack: bool,
-    session_plan: Option<SessionPlan>,
-    session: Option<SessionTimer>,
-    peer_allows_update: bool,
-    last_local_sdp: Option<Bytes>,
-    /// The re-INVITE/UPDATE/INFO requests waiting for the application.
-    pending: Vec<RequestId>,
-    refresh_in_flight: bool,
-    /// Outbound calls until the final response to the INVITE.
-    uac: Option<Box<uac::Uac>>,
-    /// Outbound calls: for answering challenges to our in-dialog requests.
-    credentials: Option<Credentials>,
-    /// Inbound calls until ACKed: the source holding a half-open slot in
-    /// the limiter.
-    half_open: Option<std::net::IpAddr>,
-}
-
-#[derive(Debug, Clone)]
-enum PendingRequest {
-    Invite(TxKey, CallHandle),
-    NonInvite(TxKey, CallHandle, Method),
 }
 
 /// The SIP user agent core. See the module documentation.
@@ -700,30 +662,6 @@ impl UserAgent {
         )
     }
 
-    /// Looks up the call of an in-dialog request and checks its CSeq.
-    fn dialog_call(&mut self, c: &Checked<'_>) -> Result<CallHandle, (u16, &'static str)> {
-        let local_tag = c.to.tag().unwrap_or("");
-        let handle = self
-            .dialogs
-            .get(&(c.call_id.clone(), local_tag.to_string()))
-            .copied()
-            .ok_or((481, "Call/Transaction Does Not Exist"))?;
-        let call = self
-            .calls
-            .get_mut(&handle)
-            .ok_or((481, "Call/Transaction Does Not Exist"))?;
-        if call.dialog.remote_tag != c.from.tag().unwrap_or("") {
-            return Err((481, "Call/Transaction Does Not Exist"));
-        }
-        if let Some(remote) = call.dialog.remote_cseq {
-            if c.cseq.seq <= remote {
-                return Err((500, "CSeq Out of Order"));
-            }
-        }
-        call.dialog.remote_cseq = Some(c.cseq.seq);
-        Ok(handle)
-    }
-
     fn handle_reinvite(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
         let handle = match self.dialog_call(&c) {
             Ok(h) => h,
@@ -1031,54 +969,6 @@ impl UserAgent {
     // ------------------------------------------------------------------
     // Sending final responses
 
-    fn schedule_call(&mut self, h: CallHandle) {
-        let at = self.calls.get(&h).and_then(call_deadline);
-        self.schedule(TimerTarget::Call(h), at);
-    }
-
-    /// Forgets a call and tells the application.
-    fn end_call(&mut self, h: CallHandle, reason: EndReason) {
-        if let Some(call) = self.remove_call(h) {
-            tracing::debug!(call_id = %call.dialog.call_id, ?reason, "call ended");
-            self.events.push_back(Event::Ended { call: h, reason });
-        }
-    }
-
-    fn remove_call(&mut self, h: CallHandle) -> Option<Call> {
-        let call = self.calls.remove(&h)?;
-        if let Some(ip) = call.half_open {
-            self.limits.release(ip);
-        }
-        self.dialogs
-            .remove(&(call.dialog.call_id.clone(), call.dialog.local_tag.clone()));
-        for rid in &call.pending {
-            self.pending.remove(rid);
-        }
-        self.forget_timer(&TimerTarget::Call(h));
-        Some(call)
-    }
-
-    /// Sends BYE and forgets the call (the BYE transaction lives on).
-    fn send_bye(&mut self, now: Instant, h: CallHandle) {
-        let Some(mut call) = self.remove_call(h) else {
-            return;
-        };
-        let branch = self.new_branch();
-        let cseq = call.dialog.next_cseq();
-        let req = call
-            .dialog
-            .request(Method::Bye, cseq, &branch, &self.cfg.user_agent);
-        let digest = call.credentials.map(DigestClient::new);
-        self.start_client(
-            now,
-            &branch,
-            call.dialog.flow,
-            req,
-            ClientPurpose::Bye,
-            digest,
-        );
-    }
-
     // ------------------------------------------------------------------
     // Responses to our requests
 
@@ -1095,24 +985,6 @@ impl UserAgent {
                 TimerTarget::Registration(id) => self.registration_timer(now, id),
             }
         }
-    }
-
-    fn call_timer(&mut self, now: Instant, h: CallHandle) {
-        let Some(call) = self.calls.get(&h) else {
-            return;
-        };
-        if call.phase == Phase::Calling {
-            self.outbound_call_timer(now, h);
-            self.schedule_call(h);
-            return;
-        }
-        if self.pending_2xx_timer(now, h).is_break() {
-            return;
-        }
-        if self.session_timer(now, h).is_break() {
-            return;
-        }
-        self.schedule_call(h);
     }
 
     /// Retransmits our unacknowledged 2xx (§13.3.1.4), or hangs up once
@@ -1270,73 +1142,4 @@ impl UserAgent {
         }
         Ok(())
     }
-
-    /// Ends a call from our side: BYE once it is answered (after the ACK if
-    /// that is still outstanding, §15), 480 if it was never answered; an
-    /// outbound call still ringing is CANCELled (it then reports `Failed`).
-    /// Unknown or finished calls are ignored.
-    pub fn hangup(&mut self, now: Instant, call: CallHandle) {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        match c.phase {
-            Phase::Calling => self.cancel_outbound(now, call),
-            Phase::Offered => {
-                let status = if self.shutting_down { 503 } else { 480 };
-                let reason = if self.shutting_down {
-                    "Service Unavailable"
-                } else {
-                    "Temporarily Unavailable"
-                };
-                let _ = self.reject(now, call, status, reason);
-            }
-            Phase::Answered => c.bye_after_ack = true,
-            Phase::Confirmed => self.send_bye(now, call),
-        }
-    }
-
-    /// Stops taking and placing calls, hangs up every call and removes
-    /// every registration (Expires: 0). Poll until
-    /// [`UserAgent::is_idle`] (bounded by the caller) before exiting.
-    pub fn shutdown(&mut self, now: Instant) {
-        self.shutting_down = true;
-        let calls: Vec<CallHandle> = self.calls.keys().copied().collect();
-        for h in calls {
-            // Do not wait for outstanding ACKs on shutdown.
-            if self
-                .calls
-                .get(&h)
-                .is_some_and(|c| c.phase == Phase::Answered)
-            {
-                if let Some(c) = self.calls.get_mut(&h) {
-                    c.pending_2xx = None;
-                    c.phase = Phase::Confirmed;
-                }
-            }
-            self.hangup(now, h);
-        }
-        let registrations: Vec<RequestId> = self.registrations.keys().copied().collect();
-        for id in registrations {
-            let _ = self.unregister(now, id);
-        }
-    }
-}
-
-/// Target refresh (§12.2.2): a re-INVITE or UPDATE may move the Contact.
-fn refresh_target(call: &mut Call, req: &Request) {
-    if let Some(na) = req
-        .headers
-        .get("Contact")
-        .and_then(|v| NameAddr::parse_list("Contact", v).ok())
-        .and_then(|l| l.into_iter().next())
-    {
-        call.dialog.remote_target = na.uri_text;
-    }
-}
-
-fn call_deadline(c: &Call) -> Option<Instant> {
-    let a = c.pending_2xx.as_ref().map(|p| p.next.min(p.give_up));
-    let b = c.session.map(|s| s.deadline);
-    let u = c.uac.as_ref().and_then(|u| u.deadline());
-    [a, b, u].into_iter().flatten().min()
 }
