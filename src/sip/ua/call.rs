@@ -9,17 +9,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::reply::NonInviteTx;
 use super::validate::Checked;
 use super::{
     uac, CallHandle, ClientPurpose, EndReason, Event, Pending2xx, RequestId, SessionPlan,
-    SessionTimer, TimerTarget, UserAgent,
+    SessionTimer, TimerTarget, UaError, UserAgent,
 };
 use crate::sip::auth::{Credentials, DigestClient};
 use crate::sip::dialog::Dialog;
 use crate::sip::header::NameAddr;
 use crate::sip::message::Request;
 use crate::sip::method::Method;
-use crate::sip::transaction::TxKey;
+use crate::sip::transaction::{ServerNonInviteTransaction, TxKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -87,6 +88,51 @@ impl UserAgent {
         }
         call.dialog.remote_cseq = Some(c.cseq.seq);
         Ok(handle)
+    }
+
+    /// The call of an UPDATE or INFO, which only exist in a dialog; the
+    /// request is answered here (481, or 500 for an old CSeq) when there is
+    /// none.
+    pub(super) fn in_dialog_call(&mut self, c: &Checked<'_>) -> Option<CallHandle> {
+        if c.to.tag().is_none() {
+            self.reply(c, 481, "Call/Transaction Does Not Exist", vec![]);
+            return None;
+        }
+        match self.dialog_call(c) {
+            Ok(h) => Some(h),
+            Err((s, r)) => {
+                self.reply(c, s, r, vec![]);
+                None
+            }
+        }
+    }
+
+    /// Keeps a non-INVITE request (UPDATE, INFO) for the application to
+    /// answer with [`UserAgent::respond`]: its transaction stays so
+    /// retransmissions are absorbed while the application decides.
+    pub(super) fn hold_for_application(
+        &mut self,
+        c: &Checked<'_>,
+        key: TxKey,
+        handle: CallHandle,
+        method: Method,
+    ) -> RequestId {
+        let ntx = ServerNonInviteTransaction::new(c.flow.transport.is_reliable(), self.cfg.timers);
+        self.non_invite_txs.insert(
+            key.clone(),
+            NonInviteTx {
+                tx: ntx,
+                dest: c.dest,
+                base: c.base.clone(),
+            },
+        );
+        let rid = RequestId(self.id());
+        self.pending
+            .insert(rid, PendingRequest::NonInvite(key, handle, method));
+        if let Some(call) = self.calls.get_mut(&handle) {
+            call.pending.push(rid);
+        }
+        rid
     }
 
     pub(super) fn schedule_call(&mut self, h: CallHandle) {
@@ -203,6 +249,50 @@ impl UserAgent {
         for id in registrations {
             let _ = self.unregister(now, id);
         }
+    }
+
+    /// Answers a pending re-INVITE, UPDATE or INFO.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        request: RequestId,
+        status: u16,
+        reason: &str,
+        sdp: Option<Bytes>,
+    ) -> Result<(), UaError> {
+        let pending = self
+            .pending
+            .remove(&request)
+            .ok_or(UaError::UnknownRequest)?;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.pending.retain(|r| *r != request);
+        }
+        let ok = (200..300).contains(&status);
+        match pending {
+            PendingRequest::Invite(key, h) => {
+                let extra = if ok { self.session_headers(h) } else { vec![] };
+                self.finalize_invite(now, &key, status, reason, extra, sdp.clone());
+                if ok {
+                    self.restart_session_timer(now, h);
+                }
+            }
+            PendingRequest::NonInvite(key, h, method) => {
+                let (extra, body) = if method == Method::Update && ok {
+                    if let (Some(s), Some(c)) = (&sdp, self.calls.get_mut(&h)) {
+                        c.last_local_sdp = Some(s.clone());
+                    }
+                    (self.session_headers(h), sdp.map(|s| ("application/sdp", s)))
+                } else {
+                    (vec![], None)
+                };
+                self.finalize_non_invite_with(now, &key, status, reason, extra, body);
+                if method == Method::Update && ok {
+                    self.restart_session_timer(now, h);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -10,8 +10,26 @@
 //! [`UserAgent::poll_transmit`] / [`UserAgent::poll_event`]; it sleeps until
 //! [`UserAgent::poll_timeout`] and then calls [`UserAgent::handle_timeout`].
 //!
-//! The client side (outbound calls, MESSAGE, REGISTER, digest retries)
-//! lives in the child module `uac`.
+//! One type, [`UserAgent`], with its jobs in files of their own:
+//!
+//! - this file: the public types, the poll API, and routing a request to
+//!   its transaction (retransmissions), the per-source limits and the
+//!   handler of its method;
+//! - `timers`: the one timer table every deadline goes into;
+//! - `validate`: request validation (RFC 3261 §8.2);
+//! - `reply`: building and sending responses, stateless or through the
+//!   server transactions;
+//! - `invite`, `bye_cancel`, `options`, `update`, `info`: the server side
+//!   of each method;
+//! - `call`: the calls we keep, their requests waiting for the
+//!   application, and how calls end;
+//! - `session_timer`: RFC 4028 session timers;
+//! - `client_tx`: our client transactions (requests we send, responses to
+//!   them);
+//! - `uac`: the client side's API (outbound calls, MESSAGE, REGISTER,
+//!   digest retries);
+//! - [`source_limits`]: per-source request rates, half-open INVITEs and
+//!   reply budgets.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -30,19 +48,23 @@ use super::header::{
 };
 use super::message::{parse_datagram, Message, Parsed, Request, Response};
 use super::method::Method;
-use super::transaction::{ServerInviteState, ServerNonInviteTransaction, TimerValues, TxKey};
+use super::transaction::{ServerInviteState, TimerValues, TxKey};
 use super::uri::Uri;
 
+mod bye_cancel;
 mod call;
 mod client_tx;
+mod info;
 mod invite;
+mod options;
 mod reply;
 mod session_timer;
 pub mod source_limits;
 mod timers;
 mod uac;
+mod update;
 mod validate;
-use call::{refresh_target, Call, PendingRequest, Phase};
+use call::{Call, PendingRequest, Phase};
 use client_tx::{ClientPurpose, ClientTx};
 use invite::Pending2xx;
 use reply::{InviteTx, NonInviteTx, RawReply};
@@ -51,7 +73,6 @@ use source_limits::SourceLimits;
 pub use source_limits::{SourceLimitSettings, SourceLimitStats};
 use timers::{IdCounter, TimerTable, TimerTarget};
 pub use uac::{OutboundCall, OutboundEvent, OutboundMessage, Registration};
-use validate::Checked;
 
 /// Methods we implement, for Allow headers and 405 answers.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -285,63 +306,8 @@ impl UserAgent {
         self.calls.is_empty() && self.client_txs.values().all(|c| c.linger_until.is_some())
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_deadline()
-    }
-
-    fn id(&mut self) -> u64 {
-        self.ids.next()
-    }
-
-    fn random_token(&mut self) -> String {
-        format!("{:016x}", self.rng.random::<u64>())
-    }
-
-    fn new_branch(&mut self) -> String {
-        format!("z9hG4bK{}", self.random_token())
-    }
-
-    /// Sends to a peer that may not have proven its address: over UDP
-    /// this spends the destination's reply budget, and nothing is sent
-    /// once it is spent (see [`source_limits`]).
-    fn send(&mut self, flow: Flow, payload: Bytes) {
-        if flow.transport == Transport::Udp
-            && !self.limits.allow_reply(flow.remote.ip(), payload.len())
-        {
-            return;
-        }
-        self.transmits.push_back(Transmit { flow, payload });
-    }
-
-    /// Sends a request of our own (an outbound call, MESSAGE, REGISTER and
-    /// their ACKs): we chose the destination, so no budget applies.
-    fn send_own(&mut self, flow: Flow, payload: Bytes) {
-        self.transmits.push_back(Transmit { flow, payload });
-    }
-
-    /// Takes an out-of-dialog request from the limiter's bucket.
-    fn admit_out_of_dialog(&mut self, now: Instant, flow: &Flow) -> bool {
-        self.limits.admit_request(now, flow.remote.ip()).is_ok()
-    }
-
-    fn schedule(&mut self, target: TimerTarget, at: Option<Instant>) {
-        self.timers.schedule(target, at, &mut self.ids);
-    }
-
-    fn forget_timer(&mut self, target: &TimerTarget) {
-        self.timers.forget(target);
-    }
-
     // ------------------------------------------------------------------
-    // Input
+    // The poll API: input and time in, transmits and events out
 
     /// Handles one datagram (UDP) or one framed message (TCP).
     pub fn handle_input(&mut self, now: Instant, flow: Flow, bytes: &[u8]) {
@@ -389,6 +355,34 @@ impl UserAgent {
             },
         }
     }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(target) = self.timers.pop_due(now) {
+            match target {
+                TimerTarget::Invite(key) => self.invite_timer(now, key),
+                TimerTarget::NonInvite(key) => self.non_invite_timer(now, key),
+                TimerTarget::Client(branch) => self.client_timer(now, branch),
+                TimerTarget::Call(h) => self.call_timer(now, h),
+                TimerTarget::Registration(id) => self.registration_timer(now, id),
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ------------------------------------------------------------------
+    // Routing a valid request: retransmissions, per-source limits, the
+    // handler of its method
 
     fn handle_request(&mut self, now: Instant, flow: Flow, req: &Request) {
         let checked = match self.check_request(flow, req) {
@@ -485,14 +479,27 @@ impl UserAgent {
             Method::Cancel => self.handle_cancel(now, checked, key),
             Method::Bye => self.handle_bye(now, checked, key),
             Method::Options => self.handle_options(now, checked, key),
-            Method::Update | Method::Info => self.handle_in_dialog_non_invite(now, checked, key),
+            Method::Update => self.handle_update(now, checked, key),
+            Method::Info => self.handle_info(now, checked, key),
             // PRACK: we never send reliable provisionals, so none can match.
             _ => self.reply(&checked, 481, "Call/Transaction Does Not Exist", vec![]),
         }
     }
 
     // ------------------------------------------------------------------
-    // INVITE
+    // Shared by the handlers: ids, tokens, our Contact, sending, timers
+
+    fn id(&mut self) -> u64 {
+        self.ids.next()
+    }
+
+    fn random_token(&mut self) -> String {
+        format!("{:016x}", self.rng.random::<u64>())
+    }
+
+    fn new_branch(&mut self) -> String {
+        format!("z9hG4bK{}", self.random_token())
+    }
 
     fn contact_for(&self, flow: &Flow) -> String {
         let transport = match flow.transport {
@@ -507,259 +514,34 @@ impl UserAgent {
         )
     }
 
-    fn handle_cancel(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
-        let invite_key = key.cancelled_invite();
-        let Some(itx) = self.invite_txs.get_mut(&invite_key) else {
-            return self.reply(&c, 481, "Call/Transaction Does Not Exist", vec![]);
-        };
-        // Answer the CANCEL with the To tag of the INVITE's responses (§9.2).
-        let mut base = c.base.clone();
-        base.to = itx.base.to.clone();
-        let ok = self.build_response(&base, 200, "OK").to_bytes();
-        let mut ntx =
-            ServerNonInviteTransaction::new(c.flow.transport.is_reliable(), self.cfg.timers);
-        ntx.respond(now, 200, ok.clone());
-        self.send(c.dest, ok);
-        let at = ntx.poll_timeout();
-        self.non_invite_txs.insert(
-            key.clone(),
-            NonInviteTx {
-                tx: ntx,
-                dest: c.dest,
-                base,
-            },
-        );
-        self.schedule(TimerTarget::NonInvite(key), at);
-
-        let Some(itx) = self.invite_txs.get_mut(&invite_key) else {
+    /// Sends to a peer that may not have proven its address: over UDP
+    /// this spends the destination's reply budget, and nothing is sent
+    /// once it is spent (see [`source_limits`]).
+    fn send(&mut self, flow: Flow, payload: Bytes) {
+        if flow.transport == Transport::Udp
+            && !self.limits.allow_reply(flow.remote.ip(), payload.len())
+        {
             return;
-        };
-        if itx.tx.state() != ServerInviteState::Proceeding {
-            return; // already answered: CANCEL has no effect
         }
-        let call = itx.call;
-        self.finalize_invite(now, &invite_key, 487, "Request Terminated", vec![], None);
-        if let Some(h) = call {
-            let initial = self
-                .calls
-                .get(&h)
-                .is_some_and(|c| c.phase == Phase::Offered);
-            if initial {
-                self.end_call(h, EndReason::Cancelled);
-            }
-        }
+        self.transmits.push_back(Transmit { flow, payload });
     }
 
-    fn handle_bye(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
-        let handle = match self.dialog_call(&c) {
-            Ok(h) => h,
-            Err((s, r)) => return self.reply(&c, s, r, vec![]),
-        };
-        self.respond_non_invite(now, &c, key, 200, "OK", vec![], None);
-        // A re-INVITE still waiting for the application is over too.
-        let pending: Vec<RequestId> = self
-            .calls
-            .get(&handle)
-            .map(|c| c.pending.clone())
-            .unwrap_or_default();
-        for rid in pending {
-            if let Some(PendingRequest::Invite(k, _)) = self.pending.remove(&rid) {
-                self.finalize_invite(now, &k, 487, "Request Terminated", vec![], None);
-            } else if let Some(PendingRequest::NonInvite(k, ..)) = self.pending.remove(&rid) {
-                self.finalize_non_invite(now, &k, 487, "Request Terminated", None);
-            }
-        }
-        self.end_call(handle, EndReason::RemoteBye);
+    /// Sends a request of our own (an outbound call, MESSAGE, REGISTER and
+    /// their ACKs): we chose the destination, so no budget applies.
+    fn send_own(&mut self, flow: Flow, payload: Bytes) {
+        self.transmits.push_back(Transmit { flow, payload });
     }
 
-    fn handle_options(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
-        if c.to.tag().is_some() {
-            if let Err((s, r)) = self.dialog_call(&c) {
-                return self.reply(&c, s, r, vec![]);
-            }
-        }
-        let extra = vec![
-            ("Allow", ALLOW.to_string()),
-            ("Accept", "application/sdp".to_string()),
-            ("Supported", SUPPORTED.to_string()),
-            ("Contact", self.contact_for(&c.flow)),
-        ];
-        let tag = self.random_token();
-        let mut c2 = c;
-        if c2.to.tag().is_none() {
-            c2.base.to = format!("{};tag={tag}", c2.base.to_original);
-        }
-        self.respond_non_invite(now, &c2, key, 200, "OK", extra, None);
+    /// Takes an out-of-dialog request from the limiter's bucket.
+    fn admit_out_of_dialog(&mut self, now: Instant, flow: &Flow) -> bool {
+        self.limits.admit_request(now, flow.remote.ip()).is_ok()
     }
 
-    fn handle_in_dialog_non_invite(&mut self, now: Instant, c: Checked<'_>, key: TxKey) {
-        if c.to.tag().is_none() {
-            return self.reply(&c, 481, "Call/Transaction Does Not Exist", vec![]);
-        }
-        let handle = match self.dialog_call(&c) {
-            Ok(h) => h,
-            Err((s, r)) => return self.reply(&c, s, r, vec![]),
-        };
-        let method = c.req.method.clone();
-        if method == Method::Info {
-            let ct = c
-                .req
-                .headers
-                .get("Content-Type")
-                .and_then(|v| MediaType::parse("Content-Type", v).ok());
-            let accepted = ct
-                .as_ref()
-                .is_some_and(|ct| self.cfg.info_content_types.iter().any(|(t, s)| ct.is(t, s)));
-            if !accepted {
-                let accept = self
-                    .cfg
-                    .info_content_types
-                    .iter()
-                    .map(|(t, s)| format!("{t}/{s}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return self.respond_non_invite(
-                    now,
-                    &c,
-                    key,
-                    415,
-                    "Unsupported Media Type",
-                    vec![("Accept", accept)],
-                    None,
-                );
-            }
-        }
-        if method == Method::Update {
-            let plan = match self.session_plan(&c) {
-                Ok(p) => p,
-                Err(r) => {
-                    return self
-                        .respond_non_invite(now, &c, key, r.status, &r.reason, r.extra, None)
-                }
-            };
-            if let Some(call) = self.calls.get_mut(&handle) {
-                refresh_target(call, c.req);
-                if plan.is_some() {
-                    call.session_plan = plan;
-                }
-            }
-            if c.req.body.is_empty() {
-                // A pure session refresh: answer at once.
-                let extra = self.session_headers(handle);
-                self.respond_non_invite(now, &c, key, 200, "OK", extra, None);
-                self.restart_session_timer(now, handle);
-                return;
-            }
-        }
-        // Keep the transaction so retransmissions are absorbed while the
-        // application decides.
-        let ntx = ServerNonInviteTransaction::new(c.flow.transport.is_reliable(), self.cfg.timers);
-        self.non_invite_txs.insert(
-            key.clone(),
-            NonInviteTx {
-                tx: ntx,
-                dest: c.dest,
-                base: c.base.clone(),
-            },
-        );
-        let rid = RequestId(self.id());
-        self.pending.insert(
-            rid,
-            PendingRequest::NonInvite(key.clone(), handle, method.clone()),
-        );
-        if let Some(call) = self.calls.get_mut(&handle) {
-            call.pending.push(rid);
-        }
-        if method == Method::Info {
-            let ct = c
-                .req
-                .headers
-                .get("Content-Type")
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            self.events.push_back(Event::Info {
-                call: handle,
-                request: rid,
-                content_type: ct,
-                body: c.req.body.clone(),
-            });
-        } else {
-            self.events.push_back(Event::Reoffer {
-                call: handle,
-                request: rid,
-                method,
-                offer: Some(c.req.body.clone()),
-            });
-        }
-    }
-}
-
-impl UserAgent {
-    // ------------------------------------------------------------------
-    // Sending final responses
-
-    // ------------------------------------------------------------------
-    // Responses to our requests
-
-    // ------------------------------------------------------------------
-    // Timers
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(target) = self.timers.pop_due(now) {
-            match target {
-                TimerTarget::Invite(key) => self.invite_timer(now, key),
-                TimerTarget::NonInvite(key) => self.non_invite_timer(now, key),
-                TimerTarget::Client(branch) => self.client_timer(now, branch),
-                TimerTarget::Call(h) => self.call_timer(now, h),
-                TimerTarget::Registration(id) => self.registration_timer(now, id),
-            }
-        }
+    fn schedule(&mut self, target: TimerTarget, at: Option<Instant>) {
+        self.timers.schedule(target, at, &mut self.ids);
     }
 
-    // ------------------------------------------------------------------
-    // Application API
-
-    /// Answers a pending re-INVITE, UPDATE or INFO.
-    pub fn respond(
-        &mut self,
-        now: Instant,
-        call: CallHandle,
-        request: RequestId,
-        status: u16,
-        reason: &str,
-        sdp: Option<Bytes>,
-    ) -> Result<(), UaError> {
-        let pending = self
-            .pending
-            .remove(&request)
-            .ok_or(UaError::UnknownRequest)?;
-        if let Some(c) = self.calls.get_mut(&call) {
-            c.pending.retain(|r| *r != request);
-        }
-        let ok = (200..300).contains(&status);
-        match pending {
-            PendingRequest::Invite(key, h) => {
-                let extra = if ok { self.session_headers(h) } else { vec![] };
-                self.finalize_invite(now, &key, status, reason, extra, sdp.clone());
-                if ok {
-                    self.restart_session_timer(now, h);
-                }
-            }
-            PendingRequest::NonInvite(key, h, method) => {
-                let (extra, body) = if method == Method::Update && ok {
-                    if let (Some(s), Some(c)) = (&sdp, self.calls.get_mut(&h)) {
-                        c.last_local_sdp = Some(s.clone());
-                    }
-                    (self.session_headers(h), sdp.map(|s| ("application/sdp", s)))
-                } else {
-                    (vec![], None)
-                };
-                self.finalize_non_invite_with(now, &key, status, reason, extra, body);
-                if method == Method::Update && ok {
-                    self.restart_session_timer(now, h);
-                }
-            }
-        }
-        Ok(())
+    fn forget_timer(&mut self, target: &TimerTarget) {
+        self.timers.forget(target);
     }
 }
