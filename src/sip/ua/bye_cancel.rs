@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use super::call::{PendingRequest, Phase};
 use super::reply::NonInviteTx;
+use super::timers::TimerTarget;
 use super::validate::Checked;
-use super::{EndReason, RequestId, TimerTarget, UserAgent};
+use super::{EndReason, RequestId, UserAgent};
 use crate::sip::transaction::{ServerInviteState, ServerNonInviteTransaction, TxKey};
 
 impl UserAgent {

@@ -9,12 +9,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::client_tx::ClientPurpose;
+use super::invite::Pending2xx;
 use super::reply::NonInviteTx;
+use super::session_timer::{SessionPlan, SessionTimer};
+use super::timers::TimerTarget;
 use super::validate::Checked;
-use super::{
-    uac, CallHandle, ClientPurpose, EndReason, Event, Pending2xx, RequestId, SessionPlan,
-    SessionTimer, TimerTarget, UaError, UserAgent,
-};
+use super::{uac, CallHandle, EndReason, Event, RequestId, UaError, UserAgent};
 use crate::sip::auth::{Credentials, DigestClient};
 use crate::sip::dialog::Dialog;
 use crate::sip::header::NameAddr;

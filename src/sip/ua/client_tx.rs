@@ -10,7 +10,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use rand::RngExt;
 
-use super::{uac, CallHandle, EndReason, Event, RequestId, TimerTarget, UserAgent};
+use super::timers::TimerTarget;
+use super::{uac, CallHandle, EndReason, Event, RequestId, UserAgent};
 use crate::sip::auth::{AuthError, DigestClient};
 use crate::sip::flow::Flow;
 use crate::sip::header::{CSeq, Via};

@@ -39,17 +39,13 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::auth::{Algorithm, AuthError, Credentials, DigestClient};
-use super::dialog::{host_port, Dialog};
+use super::auth::Algorithm;
+use super::dialog::host_port;
 use super::flow::{Flow, Transmit, Transport};
-use super::grammar::split_commas;
-use super::header::{
-    parse_delta_seconds, parse_token_list, CSeq, MediaType, NameAddr, Refresher, SessionExpires,
-};
-use super::message::{parse_datagram, Message, Parsed, Request, Response};
+use super::header::NameAddr;
+use super::message::{parse_datagram, Message, Parsed, Request};
 use super::method::Method;
 use super::transaction::{ServerInviteState, TimerValues, TxKey};
-use super::uri::Uri;
 
 mod bye_cancel;
 mod call;
@@ -64,11 +60,9 @@ mod timers;
 mod uac;
 mod update;
 mod validate;
-use call::{Call, PendingRequest, Phase};
-use client_tx::{ClientPurpose, ClientTx};
-use invite::Pending2xx;
+use call::{Call, PendingRequest};
+use client_tx::ClientTx;
 use reply::{InviteTx, NonInviteTx, RawReply};
-use session_timer::{SessionPlan, SessionTimer};
 use source_limits::SourceLimits;
 pub use source_limits::{SourceLimitSettings, SourceLimitStats};
 use timers::{IdCounter, TimerTable, TimerTarget};

@@ -12,8 +12,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::call::Phase;
+use super::invite::Pending2xx;
+use super::timers::TimerTarget;
 use super::validate::Checked;
-use super::{CallHandle, Pending2xx, Phase, TimerTarget, UserAgent, ALLOW, SUPPORTED};
+use super::{CallHandle, UserAgent, ALLOW, SUPPORTED};
 use crate::sip::flow::{Flow, Transport};
 use crate::sip::grammar::split_commas;
 use crate::sip::header::{CSeq, NameAddr, Via};
