@@ -56,6 +56,10 @@ mod options;
 mod reply;
 mod session_timer;
 pub mod source_limits;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
 mod timers;
 mod uac;
 mod update;
