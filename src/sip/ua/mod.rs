@@ -236,8 +236,8 @@ pub struct UserAgent {
     dialogs: HashMap<(String, String), CallHandle>,
     invite_txs: HashMap<TxKey, InviteTx>,
     non_invite_txs: HashMap<TxKey, NonInviteTx>,
-    /// Keyed by [`client_tx::client_key`]: the branch, with CANCEL kept apart from
-    /// the INVITE it shares its branch with.
+    /// Keyed by `client_tx::client_key`: the branch, with CANCEL kept
+    /// apart from the INVITE it shares its branch with.
     client_txs: HashMap<String, ClientTx>,
     pending: HashMap<RequestId, PendingRequest>,
     registrations: HashMap<RequestId, uac::Reg>,
