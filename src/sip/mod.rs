@@ -14,8 +14,3 @@ pub mod sdp;
 pub mod transaction;
 pub mod ua;
 pub mod uri;
-
-#[cfg(test)]
-mod ua_flood_tests;
-#[cfg(test)]
-mod ua_tests;

@@ -7,8 +7,26 @@
 //! call, once answered, is a dialog like an inbound one: re-INVITE, UPDATE,
 //! INFO and BYE from the peer and session timers go through the same code.
 
-use super::*;
-use crate::sip::message::Headers;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::call::{Call, Phase};
+use super::client_tx::{reason_with, ClientPurpose, ClientTx};
+use super::session_timer::SessionPlan;
+use super::timers::TimerTarget;
+use super::{CallHandle, Event, RequestId, UaError, UserAgent, ALLOW, SUPPORTED};
+use crate::sip::auth::{Algorithm, AuthError, Credentials, DigestClient};
+use crate::sip::dialog::{host_port, Dialog};
+use crate::sip::flow::{Flow, Transport};
+use crate::sip::grammar::split_commas;
+use crate::sip::header::{
+    parse_delta_seconds, parse_token_list, CSeq, MediaType, NameAddr, Refresher, SessionExpires,
+};
+use crate::sip::message::{Headers, Request, Response};
+use crate::sip::method::Method;
+use crate::sip::uri::Uri;
 
 /// An outbound call for [`UserAgent::call`].
 #[derive(Debug, Clone)]

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::flow::{Flow, Transport};
-use super::message::{parse_datagram, Message};
-use super::ua::{CallHandle, Event, UaConfig, UserAgent};
+use crate::sip::flow::{Flow, Transport};
+use crate::sip::message::{parse_datagram, Message};
+use crate::sip::ua::{CallHandle, Event, UaConfig, UserAgent};
 
 const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 18000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
