@@ -108,7 +108,10 @@ impl Shell {
                             | ivr::Input::OtpVerdict(OtpVerdict::Approved)
                     );
                     if admits {
-                        assert!(self.reserved && self.succeeded, "admitted without the guard");
+                        assert!(
+                            self.reserved && self.succeeded,
+                            "admitted without the guard"
+                        );
                     }
                     // A failed send's verdict may come in the middle of a
                     // check; only the verdict that ends one starts afresh.
@@ -119,7 +122,10 @@ impl Shell {
             }
         }
         if let Some((i, _)) = a.join() {
-            assert!(reaches(i), "joins conference {i}, which the line does not reach");
+            assert!(
+                reaches(i),
+                "joins conference {i}, which the line does not reach"
+            );
         }
     }
 
