@@ -1,5 +1,6 @@
-//! RTP for one call leg: `send` stamps and paces what we send. Sans-I/O:
-//! the shell hands in the time and moves the datagrams.
+//! RTP for one call leg: `send` stamps and paces what we send;
+//! `stream_stats` keeps the RFC 3550 loss and jitter statistics of what
+//! arrives. Sans-I/O: the shell hands in the time and moves the datagrams.
 
 // Everything under here reads bytes a peer controls: a panic on a short or
 // odd packet would take the call (or the room) down.
@@ -10,5 +11,7 @@
 )]
 
 pub mod send;
+pub mod stream_stats;
 
 pub use send::{Due, PacketClock, RtpSender, MAX_PACKET};
+pub use stream_stats::{LossInterval, StreamStatistics, StreamStats};
