@@ -133,6 +133,11 @@ impl LegMedia {
     }
 
     /// What arrived so far: datagram kinds and RFC 3550 loss and jitter.
+    /// The jitter is measured on the times the shell passes in: while the
+    /// IVR runs that is when the socket became readable; in the room it is
+    /// the 20 ms tick at which the room drained the socket, so there it
+    /// also counts the tick's granularity (up to 160 units when a tick
+    /// finds two packets or none).
     pub fn receive_stats(&self) -> ReceiveStats {
         self.receiver.stats()
     }
