@@ -255,11 +255,12 @@ impl LegMedia {
 
     fn peer_media(&mut self, latch: Latch, from: SocketAddr, now: Instant) {
         self.last_rx = now;
-        if latch
-            == (Latch::New {
-                from_sdp_address: false,
-            })
-        {
+        if matches!(
+            latch,
+            Latch::New {
+                from_sdp_address: false
+            }
+        ) {
             let sdp = self.negotiated.as_ref().and_then(|n| n.remote_rtp);
             tracing::debug!(sdp = ?sdp, actual = %from, "RTP arrives from another address; answering there");
         }
