@@ -414,6 +414,81 @@ def rtp_seeds():
     return out
 
 
+def rtp_receiver_seeds():
+    """rtp_receiver inputs: codec payload type (bit 7: PCMA), telephone-event
+    payload type (bit 7: none), then (gap u16, source u8, len u16, packet)
+    records. gap: microseconds, or milliseconds with the top bit; source:
+    bits 0-1 the sender, bit 7 renegotiate first (SDP address in bits 2-3,
+    none with bit 6), bit 5 take a loss interval."""
+    ms = lambda n: 0x8000 | n
+
+    def rtp(pt, seq, ts, ssrc, payload=b"\xff" * 160, marker=False):
+        return struct.pack(">BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF,
+                           ts & 0xFFFFFFFF, ssrc) + payload
+
+    def seed(codec_pt, te_pt, records):
+        out = bytes([codec_pt, te_pt])
+        for gap, source, packet in records:
+            out += struct.pack(">HBH", gap, source, len(packet)) + packet
+        return out
+
+    def stream(first_seq, n, ssrc=0x1234, first_ts=0, skip=(), source=0, pt=0):
+        return [(ms(20), source, rtp(pt, first_seq + i, first_ts + 160 * i, ssrc, marker=i == 0))
+                for i in range(n) if i not in skip]
+
+    out = {}
+    # Negotiated, then a steady PCMU stream from the SDP address.
+    out["steady"] = seed(0, 101, [(0, 0x80, rtp(0, 1, 0, 7))] + stream(2, 40))
+    # Loss, reordering and a duplicate, from behind NAT, with intervals.
+    recs = [(0, 0x81, rtp(0, 100, 0, 9))] + stream(101, 30, ssrc=9, skip=(5, 6, 20), source=1)
+    recs[10], recs[11] = recs[11], recs[10]
+    recs.insert(15, recs[14])
+    recs = [(g, s | (0x20 if i % 10 == 9 else 0), p) for i, (g, s, p) in enumerate(recs)]
+    out["loss_reorder_dup"] = seed(0x80 | 8, 101, recs)
+    # Sequence wrap, an SSRC change mid-stream and a restart after a jump.
+    recs = [(0, 0x80, rtp(0, 65530, 0, 1))] + stream(65531, 12, ssrc=1)
+    recs += stream(9000, 10, ssrc=2, first_ts=5000)
+    recs += [(ms(20), 0, rtp(0, 40000, 0, 2)), (ms(20), 0, rtp(0, 40001, 160, 2))]
+    recs += stream(40002, 5, ssrc=2, first_ts=320)
+    out["wrap_ssrc_resync"] = seed(0, 0x80, recs)
+    # Media before negotiation, RTCP, junk, a DTMF press, another sender,
+    # jittery arrivals (microsecond gaps) and a re-INVITE to a new address.
+    rr = struct.pack(">BBHI", 0x81, 201, 7, 0x1234) + b"\x00" * 24
+    sr = struct.pack(">BBHI", 0x80, 200, 6, 0x1234) + b"\x00" * 20
+    press = [rtp(101, 20 + k, 3200, 0x1234, struct.pack(">BBH", 5, 0x0A | (0x80 if k >= 3 else 0),
+                                                        160 * (k + 1)), marker=k == 0)
+             for k in range(6)]
+    recs = [(0, 0, rtp(0, 1, 0, 0x1234)), (100, 0x80, rr), (0, 0, b"\x80\x00\x01"),
+            (0, 0, b"\x40" + b"\x00" * 20), (0, 0, rtp(13, 2, 160, 0x1234, b"\x28"))]
+    recs += [(ms(20) if i % 3 else 19_000 + 400 * i, 0, rtp(0, 3 + i, 320 + 160 * i, 0x1234))
+             for i in range(15)]
+    recs += [(ms(20), 0, p) for p in press]
+    recs += [(ms(20), 2, rtp(0, 500, 0, 0x9999))]
+    recs += [(ms(20), 0x80 | 0x08 | 2, rtp(0, 30, 8000, 0x1234))] + stream(31, 5, ssrc=0x1234,
+                                                                          first_ts=8160, source=2)
+    recs += [(ms(20), 0x80 | 0x40, sr)]
+    out["rtcp_junk_dtmf_nat_reinvite"] = seed(0, 101, recs)
+    # A real caller's packets (baresip pressing 1234#), as captured.
+    for name in ("baresip_1234hash", "gen_rfc4733_1111"):
+        path = next((os.path.join(DTMF, f) for f in sorted(os.listdir(DTMF))
+                     if f in (name + ".pcap", name + ".pcapng")), None)
+        if path is None:
+            continue
+        packets = [(ts, p) for ts, p in udp_payloads(read_file(path))
+                   if len(p) >= 8 and p[0] >> 6 == 2][:MAX_RTP_PACKETS]
+        if not packets:
+            continue
+        dynamic = sorted({p[1] & 0x7F for _, p in packets if 96 <= p[1] & 0x7F <= 127})
+        te = dynamic[0] if dynamic else 101
+        recs, last = [], packets[0][0]
+        for i, (ts, p) in enumerate(packets):
+            gap = max(0, min(0x7FFF, int(round((ts - last) * 1000))))
+            last = ts
+            recs.append((ms(gap), 0x80 if i == 0 else 0, p))
+        out["capture_" + name] = seed(0, te, recs)
+    return out
+
+
 # --------------------------------------------------------------------- INFO and digest
 
 def info_digest_seeds():
@@ -604,6 +679,7 @@ def main():
     write("ua_sequence", ua_scripts())
     write("sdp", sdp_seeds())
     write("rtp_dtmf", rtp_seeds())
+    write("rtp_receiver", rtp_receiver_seeds())
     write("info_digest", info_digest_seeds())
     write("pcap", capture_seeds())
     write("config", config_seeds())

@@ -23,7 +23,7 @@ set -uo pipefail
 
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$FUZZ_DIR")"
-ALL_TARGETS=(sip_datagram sip_stream ua_sequence sdp rtp_dtmf info_digest pcap config admission)
+ALL_TARGETS=(sip_datagram sip_stream ua_sequence sdp rtp_dtmf rtp_receiver info_digest pcap config admission)
 
 SECONDS_PER_TARGET="${1:-60}"
 if ! [[ "$SECONDS_PER_TARGET" =~ ^[0-9]+$ ]] || [ "$SECONDS_PER_TARGET" -lt 1 ]; then
@@ -47,7 +47,7 @@ done
 # packets or a capture; small enough to keep executions fast.
 max_len() {
     case "$1" in
-        ua_sequence | rtp_dtmf | pcap) echo 16384 ;;
+        ua_sequence | rtp_dtmf | rtp_receiver | pcap) echo 16384 ;;
         *) echo 4096 ;;
     esac
 }
