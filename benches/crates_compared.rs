@@ -328,6 +328,14 @@ fn goertzel() {
             }
         );
     }
+    // Short blocks: the crate indexes its input and unwraps.
+    let short: Vec<usize> = (0..4)
+        .filter(|&n| {
+            std::panic::catch_unwind(|| goertzel_filter::dft_power(&vec![0.0; n], fixed(697.0)))
+                .is_err()
+        })
+        .collect();
+    println!("  dft_power panics on blocks of these lengths (of 0..4): {short:?}");
     // Cost per 20 ms frame: the crate's 8 calls against our detector.
     let frame = tone(&[770.0, 1336.0], 160);
     let frame_i16: Vec<i16> = frame.iter().map(|&v| v as i16).collect();
