@@ -24,7 +24,7 @@ use common::sipmsg::{uri_of, Msg};
 use common::ua::{new_branch, phone_offer, random_token, InviteOptions, TestUa};
 use tokio::net::UdpSocket;
 
-/// Copied from `TORTURE_EXPECTATIONS` in src/sip/ua_tests.rs: the first
+/// Copied from `TORTURE_EXPECTATIONS` in src/sip/ua/tests/validate.rs: the first
 /// answer each message must get; `None` = a response, which gets no answer.
 const TORTURE_EXPECTATIONS: &[(&str, Option<u16>)] = &[
     // §3.1.1 valid messages

@@ -56,10 +56,6 @@ mod options;
 mod reply;
 mod session_timer;
 pub mod source_limits;
-#[cfg(test)]
-mod test_support;
-#[cfg(test)]
-mod tests;
 mod timers;
 mod uac;
 mod update;
@@ -543,3 +539,9 @@ impl UserAgent {
         self.timers.forget(target);
     }
 }
+
+#[cfg(test)]
+mod test_support;
+
+#[cfg(test)]
+mod tests;
