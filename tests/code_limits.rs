@@ -54,8 +54,11 @@ fn non_test_lines(text: &str) -> usize {
     let lines: Vec<&str> = text.lines().collect();
     for (i, pair) in lines.windows(2).enumerate() {
         if pair[0].trim() == "#[cfg(test)]" && !pair[0].starts_with(' ') {
-            let next = pair[1].trim_start();
-            if next.starts_with("mod ") || next.starts_with("#[path") {
+            // An inline test module (`mod tests {`); a declaration of one
+            // in its own file (`mod tests;`) can sit anywhere and ends
+            // nothing.
+            let next = pair[1].trim();
+            if next.starts_with("mod ") && next.ends_with('{') {
                 return i;
             }
         }
@@ -277,4 +280,9 @@ trait T { fn decl(&self); }
     assert_eq!((f[1].0, f[1].1), (11, 1));
     assert_eq!(non_test_lines("a\nb\n#[cfg(test)]\nmod tests {\n}\n"), 2);
     assert_eq!(non_test_lines("a\n    #[cfg(test)]\n    mod inner {}\n"), 3);
+    assert_eq!(
+        non_test_lines("a\n#[cfg(test)]\nmod tests;\nb\nc\n"),
+        5,
+        "an outlined test module does not end the code"
+    );
 }
