@@ -22,6 +22,7 @@ pub mod admission;
 pub mod guard;
 pub mod pin;
 pub mod room;
+pub mod room_media;
 
 pub use guard::{Admission, BruteForceGuard, GuardLimits, LockReason, Refusal, Verdict};
 pub use room::{JoinError, LegId, MenuAction, MenuKeys, Role, Room, RoomAction, RoomRules};

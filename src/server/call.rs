@@ -25,7 +25,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::guard::{GuardService, Refused, Reservation};
-use super::leg::{LegMedia, Received};
+use super::leg::LegMedia;
 use super::room::{LegEvent, LegLink, RoomCommand, RoomConfig, RoomRegistry, LEG_EVENT_QUEUE};
 use super::rtp_ports::RtpPortAllocator;
 use super::sip_task::{CallCommand, CallEvent};
@@ -42,6 +42,7 @@ use crate::media::dtmf::info::{parse_info, InfoError};
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::player::PromptPlayer;
 use crate::media::prompt::Prompt;
+use crate::media::rtp::Received;
 use crate::sip::identity::caller_user;
 use crate::sip::sdp::{self, Direction, LocalMedia, NegotiatedMedia, SdpSession};
 use crate::sip::ua::{CallHandle, IncomingCall, RequestId};
@@ -364,6 +365,7 @@ pub async fn run(
     let mut dtmf = DtmfReceiver::new(env.config.dtmf_mode_for(route));
 
     if !answer(&env, &info, &mut sip, &mut media, &mut dtmf).await {
+        media.finish();
         return;
     }
     crate::fault::check(crate::fault::Site::Call);
@@ -388,7 +390,10 @@ pub async fn run(
     )
     .await
     {
-        IvrEnd::Over => return,
+        IvrEnd::Over => {
+            media.finish();
+            return;
+        }
         IvrEnd::Join(i, role) => (i, role),
     };
     run_conference(&env, &mut sip, media, dtmf, joined, started).await;
@@ -416,7 +421,7 @@ async fn answer(
             };
             match sdp::answer(&mut sip.session, &offer, &sip.local) {
                 Ok((neg, text)) => {
-                    media.apply(neg, now);
+                    media.apply(&neg, now);
                     text
                 }
                 Err(e) => {
@@ -465,13 +470,13 @@ async fn answer(
         tokio::select! {
             ev = sip.events.recv() => match ev {
                 Some(CallEvent::Confirmed { ack_body }) => {
-                    if media.negotiated.is_none() {
+                    if !media.rtp.is_negotiated() {
                         let neg = ack_body
                             .as_deref()
                             .and_then(|b| sdp::parse(b).ok())
                             .and_then(|a| sdp::accept_answer(&sip.local.codecs, &a).ok());
                         match neg {
-                            Some(n) => media.apply(n, Instant::now()),
+                            Some(n) => media.apply(&n, Instant::now()),
                             None => {
                                 tracing::info!(call_id = %sip.call_id, "hanging up: the ACK carried no usable SDP answer");
                                 sip.hangup().await;
@@ -488,11 +493,11 @@ async fn answer(
                 Some(_) => {}
                 None => return false,
             },
-            r = media.socket.recv_from(&mut rx) => {
+            r = media.socket.udp.recv_from(&mut rx) => {
                 if let Ok((n, from)) = r {
                     let now = Instant::now();
-                    if let Received::Audio { samples, .. } = media.on_datagram(&rx[..n], from, now, dtmf) {
-                        dtmf.on_audio(now, &media.decoded[..samples]);
+                    if let Received::Audio { samples, .. } = media.rtp.on_datagram(&rx[..n], from, now, dtmf) {
+                        dtmf.on_audio(now, media.rtp.decoded(samples));
                     }
                 }
             }
@@ -522,11 +527,7 @@ async fn run_ivr(
     started: Instant,
 ) -> IvrEnd {
     let now = Instant::now();
-    let ptime = media.negotiated.as_ref().map(|n| n.ptime_ms).unwrap_or(20);
-    media
-        .clock
-        .restart(now, Duration::from_millis(u64::from(ptime)));
-    media.last_rx = now;
+    media.rtp.restart_pacing(now);
     let mut player = PromptPlayer::new();
     let inactivity = env.config.rtp.inactivity_timeout;
     // The guard's reservation of the code being checked, if any.
@@ -580,14 +581,14 @@ async fn run_ivr(
                 }
             }
         }
-        let mut wake = media.clock.next_deadline();
+        let mut wake = media.rtp.next_send();
         for t in [ivr.poll_timeout(), dtmf.poll_timeout()]
             .into_iter()
             .flatten()
         {
             wake = wake.min(t);
         }
-        let inactivity_deadline = media.inactivity_deadline(inactivity);
+        let inactivity_deadline = media.rtp.inactivity_deadline(inactivity);
         if let Some(t) = inactivity_deadline {
             wake = wake.min(t);
         }
@@ -597,7 +598,7 @@ async fn run_ivr(
         tokio::select! {
             ev = sip.events.recv() => match sip.on_event(ev, started).await {
                 SipOutcome::Ended => return IvrEnd::Over,
-                SipOutcome::Media(n) => media.apply(n, Instant::now()),
+                SipOutcome::Media(n) => media.apply(&n, Instant::now()),
                 SipOutcome::Digit(k) => dtmf.on_info(Instant::now(), k),
                 SipOutcome::Continue => {}
             },
@@ -605,11 +606,11 @@ async fn run_ivr(
                 admission.handle(Instant::now(), admission::Input::PasscodeSent(sent));
                 drive_admission(env, info, admission, &mut reservation, ivr).await;
             }
-            r = media.socket.recv_from(&mut rx) => {
+            r = media.socket.udp.recv_from(&mut rx) => {
                 if let Ok((n, from)) = r {
                     let now = Instant::now();
-                    if let Received::Audio { samples, .. } = media.on_datagram(&rx[..n], from, now, dtmf) {
-                        dtmf.on_audio(now, &media.decoded[..samples]);
+                    if let Received::Audio { samples, .. } = media.rtp.on_datagram(&rx[..n], from, now, dtmf) {
+                        dtmf.on_audio(now, media.rtp.decoded(samples));
                     }
                 }
             }

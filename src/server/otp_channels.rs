@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
-use super::leg::{LegMedia, Received};
+use super::leg::LegMedia;
 use super::rtp_ports::RtpPortAllocator;
 use super::sip_task::CallEvent;
 use super::trunk::{OutboundCallEvent, SipHandle};
@@ -206,7 +206,7 @@ async fn read_code(parts: &TrunkParts, to: &str, code: &str) -> DeliveryOutcome 
     };
     let now = Instant::now();
     let mut media = LegMedia::new(socket, lease, now);
-    media.apply(negotiated, now);
+    media.apply(&negotiated, now);
     let mut dtmf = DtmfReceiver::new(DtmfMode::Rfc4733);
     let mut player = PromptPlayer::new();
     let prompts = code_prompts(code);
@@ -240,12 +240,13 @@ async fn read_code(parts: &TrunkParts, to: &str, code: &str) -> DeliveryOutcome 
                 }
                 _ => {}
             },
-            r = media.socket.recv_from(&mut rx) => {
+            r = media.socket.udp.recv_from(&mut rx) => {
                 if let Ok((n, from)) = r {
-                    if let Received::Audio { .. } = media.on_datagram(&rx[..n], from, Instant::now(), &mut dtmf) {}
+                    // Read for the return address and the statistics only.
+                    media.rtp.on_datagram(&rx[..n], from, Instant::now(), &mut dtmf);
                 }
             }
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(media.clock.next_deadline())) => {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(media.rtp.next_send())) => {
                 media.send_due(Instant::now(), &mut player).await;
                 if player.take_finished() {
                     call.hangup().await;

@@ -1,9 +1,10 @@
-//! One task per conference room. It owns every joined leg's media (socket,
-//! jitter buffer, DTMF receiver, prompt player) and the mixer, and does all
-//! of a room's media work in one 20 ms tick: drain each leg's socket
-//! without blocking, take one frame per leg from its jitter buffer, mix,
-//! and send each leg its frame. One wake-up per room per 20 ms instead of
-//! one per packet is what lets a core carry thousands of legs.
+//! One task per conference room: the shell around the room's media core
+//! ([`RoomMedia`]). It owns the joined legs' sockets and the room's timer,
+//! and only moves datagrams and time: at each 20 ms tick it drains every
+//! leg's socket without blocking into the core, lets the core mix, and
+//! sends what the core wrote, without waiting (a full socket buffer drops
+//! the packet rather than stall the room). Who hears what, prompts, keys
+//! and hang-ups are decided in the core.
 //!
 //! Call tasks keep the SIP side: they hand a leg's media over on join
 //! ([`RoomCommand::Join`]), forward re-offers and INFO digits, and are told
@@ -31,21 +32,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::leg::{LegMedia, Received};
-use crate::conference::room::{JoinError, LegId, MenuKeys, Role, Room, RoomAction, RoomRules};
-use crate::ivr::prompts::{PromptId, PromptSet};
+use super::leg::{log_receive_stats, LegMedia, LegSocket};
+use crate::conference::room::{LegId, Role};
+pub use crate::conference::room_media::RoomConfig;
+use crate::conference::room_media::{RoomEvent, RoomMedia};
 use crate::media::dtmf::DtmfReceiver;
-use crate::media::jitter::{FrameKind, JitterBuffer, JitterConfig};
-use crate::media::mixer::{MixLeg, Mixer, FRAME};
-use crate::media::player::{Frame, PromptPlayer};
-use crate::media::rtp::PacketClock;
 use crate::sip::sdp::NegotiatedMedia;
-
-const TICK: Duration = Duration::from_millis(20);
 
 /// Commands a room's queue holds (see the module comment for what happens
 /// when it is full). A room drains its whole queue at least once a tick.
@@ -53,6 +49,10 @@ pub const ROOM_QUEUE: usize = 256;
 
 /// Events a call task's queue holds: the room sends one.
 pub const LEG_EVENT_QUEUE: usize = 1;
+
+/// Datagrams read from one leg's socket per tick at most: a flood cannot
+/// keep the room in its receive loop (three times what a 20 ms leg sends).
+const READS_PER_TICK: usize = 64;
 
 /// The call task's ends of a joined leg's channels.
 pub struct LegLink {
@@ -88,16 +88,6 @@ pub enum LegEvent {
     /// The room is done with this leg (it has heard its last prompt): end
     /// the call with BYE.
     Hangup,
-}
-
-/// Settings a room runs with.
-#[derive(Clone)]
-pub struct RoomConfig {
-    pub name: String,
-    pub rules: RoomRules,
-    pub max_talkers: usize,
-    pub prompts: PromptSet,
-    pub inactivity_timeout: Option<Duration>,
 }
 
 /// The rooms that exist, by conference name. A room task removes itself
@@ -161,23 +151,14 @@ impl RoomRegistry {
     }
 }
 
-struct Leg {
-    id: LegId,
-    call_id: String,
-    media: Box<LegMedia>,
-    dtmf: Box<DtmfReceiver>,
-    jitter: JitterBuffer,
-    menu: MenuKeys,
-    player: PromptPlayer,
-    /// Waiting for the moderator: hold music between prompts.
-    hold: bool,
-    playing_hold: bool,
-    /// Hang up once the player is done (goodbye, conference ended, full).
-    leaving: bool,
+/// What the room task keeps of a joined leg: its socket and its links to
+/// the call task. The media is in the core.
+struct JoinedLeg {
+    socket: LegSocket,
     link: LegLink,
 }
 
-impl Leg {
+impl JoinedLeg {
     /// Whether the call task has ended (its end of `left` is gone).
     fn departed(&mut self) -> bool {
         !matches!(
@@ -186,28 +167,24 @@ impl Leg {
         )
     }
 
-    /// Applies media a re-offer negotiated since the last look.
-    fn take_media_update(&mut self, now: Instant) {
+    /// Media a re-offer negotiated since the last look.
+    fn media_update(&mut self) -> Option<NegotiatedMedia> {
         if self.link.media.has_changed().unwrap_or(false) {
-            let update = self.link.media.borrow_and_update().clone();
-            if let Some(negotiated) = update {
-                self.media.apply(negotiated, now);
-            }
+            self.link.media.borrow_and_update().clone()
+        } else {
+            None
         }
     }
 }
 
 struct RoomTask {
-    config: RoomConfig,
-    room: Room,
-    mixer: Mixer,
-    legs: Vec<Leg>,
-    /// Parallel to `legs`: the mixer wants one contiguous slice.
-    mix: Vec<MixLeg>,
-    clock: PacketClock,
+    media: RoomMedia,
+    legs: HashMap<LegId, JoinedLeg>,
     rx: mpsc::Receiver<RoomCommand>,
     registry: Arc<RoomRegistry>,
     buf: Box<[u8; 2048]>,
+    /// Legs whose call task has ended, found during one tick.
+    departed: Vec<LegId>,
 }
 
 impl RoomTask {
@@ -217,22 +194,19 @@ impl RoomTask {
         registry: Arc<RoomRegistry>,
     ) -> Self {
         RoomTask {
-            room: Room::new(&config.name, config.rules.clone()),
-            mixer: Mixer::new(config.max_talkers),
-            config,
-            legs: Vec::new(),
-            mix: Vec::new(),
-            clock: PacketClock::new(Instant::now(), TICK),
+            media: RoomMedia::new(config, Instant::now()),
+            legs: HashMap::new(),
             rx,
             registry,
             buf: Box::new([0; 2048]),
+            departed: Vec::new(),
         }
     }
 
     async fn run(mut self) {
-        tracing::info!(room = %self.config.name, "conference room opened");
+        tracing::info!(room = %self.media.name(), "conference room opened");
         loop {
-            let wake = tokio::time::Instant::from_std(self.clock.next_deadline());
+            let wake = tokio::time::Instant::from_std(self.media.poll_timeout());
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(c) => self.command(c, Instant::now()),
@@ -240,15 +214,11 @@ impl RoomTask {
                 },
                 _ = tokio::time::sleep_until(wake) => self.tick(Instant::now()),
             }
-            if self.legs.is_empty() && self.registry.retire(&self.config.name, &self.rx) {
+            if self.media.is_empty() && self.registry.retire(self.media.name(), &self.rx) {
                 break;
             }
         }
-        tracing::info!(room = %self.config.name, "conference room closed");
-    }
-
-    fn index(&self, leg: LegId) -> Option<usize> {
-        self.legs.iter().position(|l| l.id == leg)
+        tracing::info!(room = %self.media.name(), "conference room closed");
     }
 
     fn command(&mut self, cmd: RoomCommand, now: Instant) {
@@ -261,227 +231,59 @@ impl RoomTask {
                 dtmf,
                 link,
             } => {
-                let codec = media.codec();
-                self.legs.push(Leg {
-                    id: leg,
-                    call_id,
-                    media,
-                    dtmf,
-                    jitter: JitterBuffer::new(JitterConfig::default()),
-                    menu: MenuKeys::new(),
-                    player: PromptPlayer::new(),
-                    hold: false,
-                    playing_hold: false,
-                    leaving: false,
-                    link,
-                });
-                self.mix.push(MixLeg::new(codec));
-                match self.room.join(leg, role) {
-                    Ok(actions) => {
-                        tracing::info!(room = %self.config.name, call_id = %self.legs[self.legs.len() - 1].call_id, ?role, members = self.room.members(), "joined");
-                        self.apply(actions);
-                    }
-                    Err(JoinError::Full) => {
-                        tracing::info!(room = %self.config.name, "conference full: refusing a caller");
-                        let i = self.legs.len() - 1;
-                        self.legs[i].leaving = true;
-                        self.play(i, &[PromptId::ConferenceFull, PromptId::Goodbye]);
-                    }
+                let (socket, rtp) = media.into_parts();
+                if self.media.join(leg, role, call_id, rtp, dtmf) {
+                    self.legs.insert(leg, JoinedLeg { socket, link });
                 }
             }
-            RoomCommand::Digit { leg, key } => {
-                if let Some(i) = self.index(leg) {
-                    self.legs[i].dtmf.on_info(now, key);
-                }
-            }
+            RoomCommand::Digit { leg, key } => self.media.handle_info_digit(leg, key, now),
         }
     }
 
-    /// Removes the legs whose calls have ended.
-    fn remove_departed(&mut self) {
-        let mut i = self.legs.len();
-        while i > 0 {
-            i -= 1;
-            if self.legs[i].departed() {
-                let id = self.legs[i].id;
-                self.remove(i);
-                let actions = self.room.leave(id);
-                self.apply(actions);
-            }
-        }
-    }
-
-    fn remove(&mut self, i: usize) {
-        self.legs.swap_remove(i);
-        self.mix.swap_remove(i);
-    }
-
-    fn play(&mut self, i: usize, prompts: &[PromptId]) {
-        let leg = &mut self.legs[i];
-        leg.playing_hold = false;
-        leg.player.play(
-            prompts
-                .iter()
-                .map(|p| self.config.prompts.get(*p).clone())
-                .collect(),
-        );
-    }
-
-    fn apply(&mut self, actions: Vec<RoomAction>) {
-        for a in actions {
-            match a {
-                RoomAction::Play { leg, prompts } => {
-                    if let Some(i) = self.index(leg) {
-                        self.play(i, &prompts);
-                    }
-                }
-                RoomAction::Beep { prompt, except } => {
-                    let beep = self.config.prompts.get(prompt).clone();
-                    for leg in self
-                        .legs
-                        .iter_mut()
-                        .filter(|l| Some(l.id) != except && !l.leaving)
-                    {
-                        if leg.playing_hold {
-                            continue;
-                        }
-                        leg.player.enqueue(vec![beep.clone()]);
-                    }
-                }
-                RoomAction::HoldMusic { leg, on } => {
-                    if let Some(i) = self.index(leg) {
-                        let l = &mut self.legs[i];
-                        l.hold = on;
-                        if !on && l.playing_hold {
-                            l.player.stop();
-                            l.playing_hold = false;
-                        }
-                    }
-                }
-                RoomAction::Hangup { leg, prompts } => {
-                    if let Some(i) = self.index(leg) {
-                        self.legs[i].leaving = true;
-                        self.legs[i].hold = false;
-                        self.play(i, &prompts);
-                    }
-                }
-            }
-        }
-    }
-
+    /// One tick: what the call tasks said, what arrived, the core's tick,
+    /// then what it wrote and decided.
     fn tick(&mut self, now: Instant) {
-        crate::fault::check(crate::fault::Site::Room);
-        let due = self.clock.due(now, 1);
-        if due.send == 0 {
-            return;
+        for (&id, leg) in self.legs.iter_mut() {
+            if leg.departed() {
+                self.departed.push(id);
+                continue;
+            }
+            if let Some(negotiated) = leg.media_update() {
+                self.media.renegotiate(id, negotiated.session_params(), now);
+            }
+            for _ in 0..READS_PER_TICK {
+                let Ok((n, from)) = leg.socket.udp.try_recv_from(&mut self.buf[..]) else {
+                    break;
+                };
+                self.media.handle_packet(id, &self.buf[..n], from, now);
+            }
         }
-        self.remove_departed();
-        let mut menu_actions = Vec::new();
-        for (i, leg) in self.legs.iter_mut().enumerate() {
-            leg.take_media_update(now);
-            // Slots we were late for still move the RTP clocks on.
-            if due.skip > 0 {
-                leg.media.sender.skip((due.skip as usize * FRAME) as u32);
-            }
-            receive(leg, &mut self.buf[..], now);
-            let m = &mut self.mix[i];
-            let kind = leg.jitter.pop(now, &mut m.input);
-            m.has_input = kind != FrameKind::Silence;
-            if leg.dtmf.wants_audio() && kind == FrameKind::Audio {
-                leg.dtmf.on_audio(now, &m.input);
-            }
-            if leg.dtmf.poll_timeout().is_some_and(|t| now >= t) {
-                leg.dtmf.handle_timeout(now);
-            }
-            if leg.menu.poll_timeout().is_some_and(|t| now >= t) {
-                leg.menu.handle_timeout(now);
-            }
-            while let Some(d) = leg.dtmf.poll_digit() {
-                if let Some(action) = leg.menu.handle_key(now, d.key) {
-                    menu_actions.push((leg.id, action));
-                }
-            }
-            // Keys must not leak into the mix: a detected tone mutes the leg
-            // (RFC 4733 keys carry no audio to begin with).
-            m.may_talk = self.room.may_talk(leg.id) && !leg.dtmf.tone_present() && !leg.leaving;
-            m.codec = leg.media.codec();
+        for id in self.departed.drain(..) {
+            self.media.leave(id);
         }
-        for (leg, action) in menu_actions {
-            let actions = self.room.menu(leg, action);
-            self.apply(actions);
-        }
-
-        self.mixer.mix(&mut self.mix);
-
-        let mut finished = Vec::new();
-        for (i, leg) in self.legs.iter_mut().enumerate() {
-            let codec = leg.media.codec();
-            if !leg.player.is_playing() && leg.hold && !leg.leaving {
-                leg.player
-                    .play(vec![self.config.prompts.get(PromptId::HoldMusic).clone()]);
-                leg.playing_hold = true;
+        self.media.tick(now);
+        while let Some(t) = self.media.poll_transmit() {
+            if let Some(leg) = self.legs.get(&t.leg) {
+                leg.socket.try_send(t.contents, t.destination);
             }
-            let talkspurt = if leg.player.is_playing() {
-                leg.player.fill(codec, &mut leg.media.payload[..FRAME])
-                    == Frame::Audio { first: true }
-            } else if self.room.hears_others(leg.id) {
-                leg.media.payload[..FRAME].copy_from_slice(&self.mix[i].output);
-                false
-            } else {
-                leg.media.payload[..FRAME].fill(codec.silence_byte());
-                false
+        }
+        while let Some(event) = self.media.poll_event() {
+            let RoomEvent::LegRemoved {
+                leg,
+                hang_up,
+                latched,
+                received,
+            } = event;
+            let Some(gone) = self.legs.remove(&leg) else {
+                continue;
             };
-            leg.media.try_send_payload(FRAME, talkspurt);
-            if leg.player.take_finished() {
-                leg.playing_hold = false;
-                if leg.leaving {
-                    finished.push(leg.id);
-                }
-            }
-            let silent_too_long = leg
-                .media
-                .inactivity_deadline(self.config.inactivity_timeout)
-                .is_some_and(|t| now >= t);
-            if silent_too_long && !leg.leaving {
-                tracing::info!(room = %self.config.name, call_id = %leg.call_id, "no RTP from a participant: hanging up");
-                finished.push(leg.id);
-            }
-        }
-        for id in finished {
-            if let Some(i) = self.index(id) {
+            if hang_up {
                 // Capacity for the one event there is; if the call task is
                 // gone or the event cannot go, dropping the sender below
                 // says the same thing.
-                let _ = self.legs[i].link.events.try_send(LegEvent::Hangup);
-                self.remove(i);
+                let _ = gone.link.events.try_send(LegEvent::Hangup);
             }
-            let actions = self.room.leave(id);
-            self.apply(actions);
-        }
-    }
-}
-
-/// Drains a leg's socket into its jitter buffer (and DTMF receiver).
-fn receive(leg: &mut Leg, buf: &mut [u8], now: Instant) {
-    // Bounded: a flood cannot keep the room in this loop.
-    for _ in 0..64 {
-        let Ok((n, from)) = leg.media.socket.try_recv_from(buf) else {
-            return;
-        };
-        if let Received::Audio {
-            ssrc,
-            sequence,
-            timestamp,
-            samples,
-        } = leg.media.on_datagram(&buf[..n], from, now, &mut leg.dtmf)
-        {
-            leg.jitter.push(
-                now,
-                ssrc,
-                sequence,
-                timestamp,
-                &leg.media.decoded[..samples],
-            );
+            log_receive_stats(gone.socket.port(), latched, &received);
         }
     }
 }
@@ -489,10 +291,13 @@ fn receive(leg: &mut Leg, buf: &mut [u8], now: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conference::room::RoomRules;
+    use crate::ivr::prompts::PromptSet;
     use crate::media::dtmf::DtmfMode;
     use crate::server::rtp_ports::RtpPortAllocator;
     use std::collections::BTreeMap;
     use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
 
     fn room_config(name: &str) -> RoomConfig {
         RoomConfig {

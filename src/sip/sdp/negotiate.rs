@@ -13,6 +13,7 @@ use super::{
     SUPPORTED_PTIMES_MS, TELEPHONE_EVENT_PT,
 };
 use crate::media::g711::Codec;
+use crate::media::rtp::{ReceiveParams, SessionParams};
 
 /// Most items an error message lists (formats, media types, protocols).
 const LISTED_ITEMS: usize = 12;
@@ -52,6 +53,23 @@ pub struct NegotiatedMedia {
     /// What we may do. An offer `sendonly` makes us `recvonly` (we must not
     /// send); `c=0.0.0.0` counts as the peer not receiving.
     pub local_direction: Direction,
+}
+
+impl NegotiatedMedia {
+    /// What the leg's RTP session needs of it.
+    pub fn session_params(&self) -> SessionParams {
+        SessionParams {
+            receive: ReceiveParams {
+                codec: self.codec,
+                codec_pt: self.codec_pt,
+                telephone_event_pt: self.telephone_event_pt,
+                remote_rtp: self.remote_rtp,
+            },
+            ptime_ms: self.ptime_ms,
+            we_send: self.local_direction.sends(),
+            we_receive: self.local_direction.receives(),
+        }
+    }
 }
 
 /// Why no audio could be agreed on. The SIP layer answers an offer that
