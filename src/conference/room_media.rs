@@ -443,3 +443,7 @@ impl RoomMedia {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "room_media_tests.rs"]
+mod tests;

@@ -136,6 +136,15 @@ impl PromptSet {
         })
     }
 
+    /// Every prompt made by `make`: short, recognisable prompts for tests
+    /// and fuzzing.
+    pub fn from_fn(mut make: impl FnMut(PromptId) -> Prompt) -> PromptSet {
+        let prompts = PromptId::ALL.iter().map(|&id| (id, make(id))).collect();
+        PromptSet {
+            prompts: Arc::new(prompts),
+        }
+    }
+
     pub fn get(&self, id: PromptId) -> &Prompt {
         // load() fills every id, so the lookup cannot miss.
         &self.prompts[&id]
