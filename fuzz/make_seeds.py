@@ -9,7 +9,6 @@ seed directory). Standard library only.
 """
 
 import os
-import shutil
 import struct
 import sys
 
@@ -659,10 +658,77 @@ phone = "020 7946 0958"
     }
 
 
+def room_media_seeds():
+    """room_media inputs: rules byte, talkers byte, then ops (see the
+    target's doc comment): the flows a room goes through."""
+
+    def join(leg, moderator=False, pcma=False, hold=False):
+        return bytes([0x00 | leg, (1 if moderator else 0) | (2 if pcma else 0) | (4 if hold else 0)])
+
+    def tick(ms=20):
+        return bytes([0x30]) + struct.pack(">H", 0x8000 | ms)
+
+    def audio(leg, sample, step=0):
+        return bytes([0x60 | leg, sample, step])
+
+    def event(leg, ev, end, duration_hi=1):
+        return bytes([0x70 | leg, ev, 0x8a if end else 0x0a, duration_hi])
+
+    def info(leg, key):
+        return bytes([0x40 | leg, "0123456789*#ABCD".index(key)])
+
+    def talk(legs, ticks):
+        out = b""
+        for _ in range(ticks):
+            for leg, sample in legs:
+                out += audio(leg, sample)
+            out += tick()
+        return out
+
+    seeds = {}
+    seeds["three_talkers"] = (
+        bytes([7 << 2, 2]) + join(0) + join(1) + join(2, pcma=True)
+        + talk([(0, 0xA0), (1, 0xB0), (2, 0xC0)], 40)
+    )
+    seeds["moderator_wait_and_end"] = (
+        bytes([0x03 | (7 << 2), 2]) + join(1) + join(2) + talk([(1, 0xA0)], 15)
+        + join(3, moderator=True) + talk([(1, 0xA0), (3, 0xC0)], 15)
+        + bytes([0x13]) + talk([(1, 0xA0)], 15)
+    )
+    keys = b""
+    for key in "*1":
+        keys += info(0, key) + tick()
+    keys += talk([(0, 0xA0), (1, 0xB0)], 5)
+    for ev in (10, 2):
+        keys += event(0, ev, False) + event(0, ev, True, 3) + event(0, ev, True, 3) + tick()
+    keys += talk([(1, 0xB0)], 10) + info(0, "*") + tick() + info(0, "8") + talk([(1, 0xB0)], 10)
+    seeds["menu_keys"] = bytes([7 << 2, 2]) + join(0) + join(1) + talk([(0, 0xA0), (1, 0xB0)], 10) + keys
+    seeds["full_room"] = bytes([0, 2]) + join(0) + join(1) + join(2, moderator=True) + talk([(0, 0xA0)], 10)
+    seeds["inactivity"] = bytes([0x20 | (7 << 2), 2]) + join(0) + join(1) + talk([(0, 0xA0)], 60)
+    seeds["reoffer_and_hold"] = (
+        bytes([7 << 2, 2]) + join(0) + join(1) + talk([(0, 0xA0), (1, 0xB0)], 5)
+        + bytes([0x51, 0x02]) + talk([(0, 0xA0)], 5)
+        + bytes([0x51, 0x04 | 0x08]) + talk([(0, 0xA0), (1, 0xB0)], 5)
+        + bytes([0x50, 0x01 | (2 << 3)]) + talk([(0, 0xA0)], 5)
+    )
+    seeds["late_ticks"] = bytes([7 << 2, 2]) + join(0) + join(1) + tick(200) + bytes([0x30, 0x13, 0x88]) + tick(20)
+    rtcp = bytes([0x80, 201, 0, 1, 0, 0, 0, 1])
+    seeds["garbage_and_other_sources"] = (
+        bytes([7 << 2, 2]) + join(0) + join(1)
+        + bytes([0x20, len(rtcp)]) + rtcp + bytes([0x20, 3, 1, 2, 3])
+        + bytes([0x68, 0xA0, 0]) + talk([(0, 0xA0)], 5) + bytes([0x10, 0x10, 0x00]) + join(0) + tick()
+    )
+    return seeds
+
+
 def write(target, seeds):
+    """Replaces the generated seeds of `target`; regress_* files (inputs
+    that once crashed a target) are kept."""
     d = os.path.join(SEEDS, target)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(d):
+        if not name.startswith("regress_"):
+            os.remove(os.path.join(d, name))
     for name, data in seeds.items():
         with open(os.path.join(d, name), "wb") as f:
             f.write(data)
@@ -683,6 +749,7 @@ def main():
     write("info_digest", info_digest_seeds())
     write("pcap", capture_seeds())
     write("config", config_seeds())
+    write("room_media", room_media_seeds())
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(SEEDS) for f in fs)
     print("seeds written to %s: %d bytes" % (SEEDS, total), file=sys.stderr)
 

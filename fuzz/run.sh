@@ -23,7 +23,7 @@ set -uo pipefail
 
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$FUZZ_DIR")"
-ALL_TARGETS=(sip_datagram sip_stream ua_sequence sdp rtp_dtmf rtp_receiver info_digest pcap config admission)
+ALL_TARGETS=(sip_datagram sip_stream ua_sequence sdp rtp_dtmf rtp_receiver info_digest pcap config admission room_media)
 
 SECONDS_PER_TARGET="${1:-60}"
 if ! [[ "$SECONDS_PER_TARGET" =~ ^[0-9]+$ ]] || [ "$SECONDS_PER_TARGET" -lt 1 ]; then

@@ -1,6 +1,9 @@
-//! Conference rules as pure state: who may get in ([`guard`]) and what
-//! happens once they are in ([`room`]).
+//! Conference decisions as pure state: who may get in ([`admission`],
+//! [`guard`]) and what happens once they are in ([`room`], [`room_media`]).
 //!
+//! - [`admission::CallAdmission`] turns a caller's codes into a verdict
+//!   (which conference, which role), in the guard's reserve-compare-settle
+//!   order.
 //! - [`guard::BruteForceGuard`] counts wrong PINs per caller ID, source IP
 //!   and conference across calls, locks out callers and addresses that go
 //!   over their limits and slows the answers of a conference under attack.
@@ -12,11 +15,13 @@
 //!   leave beeps, the participant limit, waiting for a moderator and ending
 //!   with them, mute and participant count. [`room::MenuKeys`] turns `*`
 //!   + digit key presses into menu commands.
+//! - [`room_media::RoomMedia`] is a room's media: each leg's RTP session,
+//!   jitter buffer, DTMF and prompts, the mixer, and who hears what
+//!   according to the [`room::Room`], driven by datagrams and a 20 ms tick.
 //!
 //! Like the other cores, nothing here reads a clock, owns a socket or spawns
-//! a task: the server passes `now` in, carries out the actions, and mixes
-//! audio according to [`room::Room::may_talk`] and
-//! [`room::Room::hears_others`].
+//! a task: the server passes datagrams and `now` in, sends what comes out
+//! and carries out the decisions.
 
 pub mod admission;
 pub mod guard;
