@@ -60,7 +60,10 @@ fn prompts() -> &'static PromptSet {
 }
 
 fn address(leg: u64, other: bool) -> SocketAddr {
-    SocketAddr::from(([127, 0, if other { 2 } else { 1 }, leg as u8], 40000 + leg as u16))
+    SocketAddr::from((
+        [127, 0, if other { 2 } else { 1 }, leg as u8],
+        40000 + leg as u16,
+    ))
 }
 
 fn params(leg: u64, pcma: bool, hold: bool, moved: bool, ptime_ms: u32) -> SessionParams {
@@ -116,19 +119,32 @@ fuzz_target!(|data: &[u8]| {
         let leg = LegId(id);
         match op >> 4 {
             0 => {
-                let Some((&how, tail)) = rest.split_first() else { break };
+                let Some((&how, tail)) = rest.split_first() else {
+                    break;
+                };
                 rest = tail;
                 let ssrc = 0x1000 + id as u32;
                 let mut rtp = RtpSession::new(now, RtpSender::new(ssrc, 0, 0, 0));
                 rtp.apply(params(id, how & 2 != 0, how & 4 != 0, false, 20), now);
-                let role = if how & 1 != 0 { Role::Moderator } else { Role::Participant };
+                let role = if how & 1 != 0 {
+                    Role::Moderator
+                } else {
+                    Role::Participant
+                };
                 let dtmf = Box::new(DtmfReceiver::new(DtmfMode::Auto));
                 // An id may come back once the room removed it.
                 let fresh = legs.get(&id).is_none_or(|l| l.removed);
                 let joined = room.join(leg, role, format!("call-{id}"), Box::new(rtp), dtmf);
                 assert_eq!(joined, fresh, "a leg in the room cannot join again");
                 if fresh {
-                    legs.insert(id, Leg { joined: true, ssrc, ..Leg::default() });
+                    legs.insert(
+                        id,
+                        Leg {
+                            joined: true,
+                            ssrc,
+                            ..Leg::default()
+                        },
+                    );
                 }
             }
             1 => {
@@ -136,13 +152,17 @@ fuzz_target!(|data: &[u8]| {
                 check_events(&mut room, &mut legs);
             }
             2 => {
-                let Some((&len, tail)) = rest.split_first() else { break };
+                let Some((&len, tail)) = rest.split_first() else {
+                    break;
+                };
                 let (datagram, tail) = tail.split_at(usize::from(len).min(tail.len()));
                 rest = tail;
                 room.handle_packet(leg, datagram, address(id, op & 8 != 0), now);
             }
             3 => {
-                let [hi, lo, ref tail @ ..] = *rest else { break };
+                let [hi, lo, ref tail @ ..] = *rest else {
+                    break;
+                };
                 rest = tail;
                 let gap = u16::from_be_bytes([hi, lo]);
                 now += if gap & 0x8000 != 0 {
@@ -154,30 +174,43 @@ fuzz_target!(|data: &[u8]| {
                 check_output(&mut room, &mut legs);
             }
             4 => {
-                let Some((&k, tail)) = rest.split_first() else { break };
+                let Some((&k, tail)) = rest.split_first() else {
+                    break;
+                };
                 rest = tail;
                 let key = char::from(KEYS[usize::from(k) % KEYS.len()]);
                 room.handle_info_digit(leg, key, now);
             }
             5 => {
-                let Some((&how, tail)) = rest.split_first() else { break };
+                let Some((&how, tail)) = rest.split_first() else {
+                    break;
+                };
                 rest = tail;
                 let ptime = 10 * (u32::from((how >> 3) & 7) + 1);
-                room.renegotiate(leg, params(id, how & 1 != 0, how & 2 != 0, how & 4 != 0, ptime), now);
+                room.renegotiate(
+                    leg,
+                    params(id, how & 1 != 0, how & 2 != 0, how & 4 != 0, ptime),
+                    now,
+                );
             }
             6 | 7 => {
                 let [a, b, ref tail @ ..] = *rest else { break };
                 rest = tail;
-                let Some(peer) = legs.get_mut(&id) else { continue };
+                let Some(peer) = legs.get_mut(&id) else {
+                    continue;
+                };
                 let (pt, payload, samples): (u8, Vec<u8>, u32) = if op >> 4 == 6 {
                     peer.sequence = peer.sequence.wrapping_add(u16::from(b % 4));
                     (0, vec![a; 160], 160)
                 } else {
-                    let Some((&c, tail)) = rest.split_first() else { break };
+                    let Some((&c, tail)) = rest.split_first() else {
+                        break;
+                    };
                     rest = tail;
                     (101, vec![a % 16, b, c, 0], 0)
                 };
-                let mut sender = RtpSender::new(0x2000 + id as u32, peer.sequence, peer.timestamp, pt);
+                let mut sender =
+                    RtpSender::new(0x2000 + id as u32, peer.sequence, peer.timestamp, pt);
                 let Some(len) = sender.write_packet(&payload, samples, false, &mut buf) else {
                     continue;
                 };
@@ -193,9 +226,17 @@ fuzz_target!(|data: &[u8]| {
 fn check_output(room: &mut RoomMedia, legs: &mut BTreeMap<u64, Leg>) {
     let mut sent = Vec::new();
     while let Some(t) = room.poll_transmit() {
-        let leg = legs.get_mut(&t.leg.0).expect("a packet for a leg that never joined");
-        assert!(leg.joined && !leg.removed, "a packet for a leg not in the room");
-        assert!(!sent.contains(&t.leg.0), "two packets for one leg in a tick");
+        let leg = legs
+            .get_mut(&t.leg.0)
+            .expect("a packet for a leg that never joined");
+        assert!(
+            leg.joined && !leg.removed,
+            "a packet for a leg not in the room"
+        );
+        assert!(
+            !sent.contains(&t.leg.0),
+            "two packets for one leg in a tick"
+        );
         sent.push(t.leg.0);
         let rtp = RtpReader::new(t.contents).expect("a whole RTP packet");
         assert_eq!(rtp.payload().len(), 160);
@@ -211,7 +252,9 @@ fn check_output(room: &mut RoomMedia, legs: &mut BTreeMap<u64, Leg>) {
 
 fn check_events(room: &mut RoomMedia, legs: &mut BTreeMap<u64, Leg>) {
     while let Some(RoomEvent::LegRemoved { leg, .. }) = room.poll_event() {
-        let l = legs.get_mut(&leg.0).expect("removed a leg that never joined");
+        let l = legs
+            .get_mut(&leg.0)
+            .expect("removed a leg that never joined");
         assert!(!l.removed, "a leg removed twice");
         l.removed = true;
     }

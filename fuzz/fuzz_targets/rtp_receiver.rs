@@ -14,7 +14,8 @@
 //!
 //! Properties checked beyond "no panic":
 //! - the verdict and the latch are exactly what the leg decided before the
-//!   core existed (a reference written here over rtp-rs);
+//!   core existed, with strict RTP added (a reference written here over
+//!   rtp-rs);
 //! - each datagram is counted once, in one kind;
 //! - a payload is part of the datagram, after the 12-byte header;
 //! - the statistics are consistent: received never exceeds the RTP packets
@@ -30,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use pinbridge::media::g711::Codec;
-use pinbridge::media::rtp::{Datagram, LossInterval, ReceiveParams, RtpReceiver, StreamStats};
+use pinbridge::media::rtp::{
+    Datagram, Ignored, LossInterval, ReceiveParams, RtpReceiver, StreamStats,
+};
 use rtp_rs::RtpReader;
 
 fuzz_target!(|data: &[u8]| {
@@ -118,7 +121,10 @@ fuzz_target!(|data: &[u8]| {
             "a datagram not counted exactly once"
         );
         if RtpReader::new(packet).is_ok()
-            && !matches!(verdict, Datagram::Rtcp)
+            && !matches!(
+                verdict,
+                Datagram::Rtcp | Datagram::Ignored(Ignored::OtherSource)
+            )
             && reference.params.is_some()
         {
             rtp_fed += 1;
@@ -218,8 +224,10 @@ impl Reference {
         if codec.is_none() && !is_event {
             return Decision::Ignored;
         }
-        if self.latched.is_none() {
-            self.latched = Some(from);
+        // Strict RTP: after the latch only its source and the SDP's.
+        match self.latched {
+            Some(l) if l != from && n.remote_rtp != Some(from) => return Decision::Ignored,
+            _ => self.latched = Some(from),
         }
         let (seq, ts, ssrc) = (
             u16::from(rtp.sequence_number()),

@@ -737,3 +737,41 @@ fn a_re_offer_moves_the_leg_and_a_hold_stops_its_packets() {
         "a leg id joins once"
     );
 }
+
+#[test]
+fn rtp_from_another_source_is_not_heard_in_the_room() {
+    let mut bridge = Bridge::new(RoomRules::default());
+    bridge.join(1, Role::Participant, Some(A));
+    bridge.join(2, Role::Participant, None);
+    bridge.run(10);
+    // Someone who found 1's port sends loud audio and key presses from
+    // elsewhere, interleaved with 1's own packets.
+    let intruder: SocketAddr = "127.0.0.99:5004".parse().unwrap();
+    let mut forged = RtpSender::new(0x0bad, 0, 0, 0);
+    let mut buf = [0u8; MAX_PACKET];
+    for _ in 0..40 {
+        let len = forged
+            .write_packet(&[0x80; FRAME], FRAME as u32, false, &mut buf)
+            .unwrap();
+        bridge
+            .media
+            .handle_packet(LegId(1), &buf[..len], intruder, bridge.now);
+        bridge.media.handle_info_digit(LegId(3), '*', bridge.now);
+        bridge.step();
+    }
+    assert!(
+        bridge.last(2, 30).iter().all(|h| *h == Heard::Audio(A)),
+        "{:?}",
+        bridge.heard(2)
+    );
+    bridge.media.leave(LegId(1));
+    bridge.collect();
+    let Some(RoomEvent::LegRemoved {
+        received, latched, ..
+    }) = bridge.events.last()
+    else {
+        unreachable!()
+    };
+    assert_eq!(received.arrivals.from_other_address, 40);
+    assert_eq!(*latched, Some(bridge.peers[&1].addr));
+}

@@ -17,10 +17,17 @@
 //! - symmetric RTP (RFC 4961): the source of the first audio or event
 //!   packet after (re)negotiation becomes the return address, which is how
 //!   media reaches a caller behind NAT. It holds until the SDP names
-//!   another address; packets from other sources are still used (and
-//!   counted) but do not move it;
-//! - every RTP packet read (whatever its payload type) goes into the RFC
-//!   3550 statistics (`stream_stats`), audio also into the jitter.
+//!   another address;
+//! - strict RTP, like Asterisk's `strictrtp`: once latched, RTP from any
+//!   other source is dropped (counted in `from_other_address`), so nobody
+//!   who finds the port can speak into the call or the room, key digits
+//!   into it, or spoil its statistics. The one exception is the address
+//!   the SDP names, which takes the latch back: the signalled address is
+//!   the peer's own word, and a stray first packet from elsewhere must not
+//!   lock the real peer out. A NAT binding that changes mid-call is not
+//!   followed (a re-offer with the new address is);
+//! - every RTP packet used or of an unknown payload type goes into the
+//!   RFC 3550 statistics (`stream_stats`), audio also into the jitter.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -79,6 +86,8 @@ pub enum Ignored {
     Malformed,
     /// RTP with a payload type we neither negotiated nor know.
     UnknownPayloadType(u8),
+    /// RTP from another source than the latched one (strict RTP).
+    OtherSource,
 }
 
 /// What an audio or event packet did to the return address.
@@ -90,14 +99,10 @@ pub enum Latch {
     New { from_sdp_address: bool },
     /// From the latched address.
     Same,
-    /// From another address than the latched one: used all the same, and
-    /// the return address stays.
-    OtherAddress,
 }
 
 /// How many datagrams of each kind arrived. Each datagram is counted in
-/// exactly one of the first six; `from_other_address` counts audio and
-/// event packets that did not come from the latched address.
+/// exactly one of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArrivalCounts {
     pub audio: u64,
@@ -106,6 +111,8 @@ pub struct ArrivalCounts {
     pub before_negotiation: u64,
     pub malformed: u64,
     pub unknown_payload_type: u64,
+    /// RTP dropped because it came from another source than the latched
+    /// one.
     pub from_other_address: u64,
 }
 
@@ -118,6 +125,7 @@ impl ArrivalCounts {
             .saturating_add(self.before_negotiation)
             .saturating_add(self.malformed)
             .saturating_add(self.unknown_payload_type)
+            .saturating_add(self.from_other_address)
     }
 }
 
@@ -196,6 +204,10 @@ impl RtpReceiver {
             bump(&mut self.arrivals.malformed);
             return Datagram::Ignored(Ignored::Malformed);
         };
+        if !self.accepts_source(from, params) {
+            bump(&mut self.arrivals.from_other_address);
+            return Datagram::Ignored(Ignored::OtherSource);
+        }
         let packet = RtpPacket {
             ssrc: rtp.ssrc(),
             sequence: u16::from(rtp.sequence_number()),
@@ -241,19 +253,21 @@ impl RtpReceiver {
         }
     }
 
+    /// Strict RTP: before the latch anyone, after it the latched source
+    /// and the SDP's address.
+    fn accepts_source(&self, from: SocketAddr, params: ReceiveParams) -> bool {
+        self.latched
+            .is_none_or(|latched| latched == from || params.remote_rtp == Some(from))
+    }
+
+    /// Called for a packet `accepts_source` let in.
     fn latch(&mut self, from: SocketAddr, params: ReceiveParams) -> Latch {
-        match self.latched {
-            None => {
-                self.latched = Some(from);
-                Latch::New {
-                    from_sdp_address: params.remote_rtp == Some(from),
-                }
-            }
-            Some(latched) if latched == from => Latch::Same,
-            Some(_) => {
-                bump(&mut self.arrivals.from_other_address);
-                Latch::OtherAddress
-            }
+        if self.latched == Some(from) {
+            return Latch::Same;
+        }
+        self.latched = Some(from);
+        Latch::New {
+            from_sdp_address: params.remote_rtp == Some(from),
         }
     }
 
@@ -553,20 +567,43 @@ mod tests {
             }
         ));
         assert_eq!(r.return_address(), Some(addr(NAT)));
-        // A packet from elsewhere is still audio but does not move it.
+        // RTP from elsewhere is dropped (strict RTP), whatever it carries,
+        // and moves nothing: not the latch, not the statistics.
+        let before = r.stats().stream;
+        for p in [
+            rtp(0, 2, 160, 1, &[0xff; 160]),
+            rtp(101, 2, 160, 1, &[1, 0, 0, 160]),
+            rtp(0, 9, 0, 7, &[0; 160]),
+        ] {
+            assert_eq!(
+                r.handle_datagram(&p, addr(OTHER), t0),
+                Datagram::Ignored(Ignored::OtherSource)
+            );
+        }
+        assert_eq!(r.return_address(), Some(addr(NAT)));
+        assert_eq!(r.stats().arrivals.from_other_address, 3);
+        assert_eq!(r.stats().stream, before);
+        // The SDP's own address takes the latch back: a stray packet that
+        // arrived first cannot lock the peer out.
         let p = rtp(0, 2, 160, 1, &[0xff; 160]);
         assert!(matches!(
-            r.handle_datagram(&p, addr(OTHER), t0),
+            r.handle_datagram(&p, addr(PEER), t0),
             Datagram::Audio {
-                latch: Latch::OtherAddress,
+                latch: Latch::New {
+                    from_sdp_address: true
+                },
                 ..
             }
         ));
-        assert_eq!(r.return_address(), Some(addr(NAT)));
-        assert_eq!(r.stats().arrivals.from_other_address, 1);
+        assert_eq!(r.latched(), Some(addr(PEER)));
+        let p = rtp(0, 3, 320, 1, &[0xff; 160]);
+        assert_eq!(
+            r.handle_datagram(&p, addr(NAT), t0),
+            Datagram::Ignored(Ignored::OtherSource)
+        );
         // A re-INVITE with the same address keeps the latch ...
         assert!(!r.negotiate(params()));
-        assert_eq!(r.latched(), Some(addr(NAT)));
+        assert_eq!(r.latched(), Some(addr(PEER)));
         // ... one with a new address releases it; the next packet's source
         // is latched.
         assert!(r.negotiate(ReceiveParams {
@@ -681,8 +718,10 @@ mod tests {
         if codec.is_none() && !is_event {
             return Reference::Ignored;
         }
-        if latched.is_none() {
-            *latched = Some(from);
+        // Strict RTP: after the latch only its source and the SDP's.
+        match *latched {
+            Some(l) if l != from && n.remote_rtp != Some(from) => return Reference::Ignored,
+            _ => *latched = Some(from),
         }
         let (sequence, timestamp, ssrc) = (
             u16::from(rtp.sequence_number()),
@@ -699,7 +738,8 @@ mod tests {
     }
 
     /// Random datagrams, near-RTP mostly, from three sources, with
-    /// renegotiations: the receiver decides exactly as the leg did.
+    /// renegotiations: the receiver decides exactly as the leg did, with
+    /// strict RTP added.
     #[test]
     fn decides_exactly_as_the_leg_did_before() {
         let mut rng = StdRng::seed_from_u64(0x5eed_0010);
@@ -778,7 +818,9 @@ mod tests {
         }
         // The generator reaches every kind often.
         let a = r.stats().arrivals;
-        assert!(used > ROUNDS / 10, "{used}");
+        // (Strict RTP drops what comes from the other two sources once
+        // latched, so about one in twenty is used.)
+        assert!(used > ROUNDS / 25, "{used}");
         for (kind, n) in [
             ("audio", a.audio),
             ("events", a.telephone_events),
