@@ -18,6 +18,14 @@
 //! cannot be read, or whose only link type is not supported, is an error.
 //! Nothing here panics on any input.
 
+// Everything under here reads a capture file someone else wrote: a panic
+// on a cut-short or odd record would abort the tool instead of naming it.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod classic;
 mod net;
 mod pcapng;
@@ -159,12 +167,16 @@ pub fn read_udp_datagrams(file: &[u8]) -> Result<Vec<UdpDatagram<'_>>, PcapError
 
 /// Reads a classic pcap or pcapng file held in memory.
 pub fn read_capture(file: &[u8]) -> Result<Capture<'_>, PcapError> {
-    let magic: [u8; 4] = match file.get(..4) {
-        Some(m) => [m[0], m[1], m[2], m[3]],
+    let magic: [u8; 4] = match file.first_chunk::<4>() {
+        Some(m) => *m,
         None if file.is_empty() => return Err(PcapError::Empty),
         None => {
+            // Shorter than a magic number: report the bytes there are,
+            // zero-padded.
             let mut m = [0u8; 4];
-            m[..file.len()].copy_from_slice(file);
+            for (to, from) in m.iter_mut().zip(file) {
+                *to = *from;
+            }
             return Err(PcapError::NotACapture(m));
         }
     };

@@ -16,6 +16,14 @@
 //! spaces, CRLF or LF, unknown extra lines, a missing or odd `Duration`) and
 //! strict about the one thing that matters: exactly which key was pressed.
 
+// Everything under here reads an INFO body a peer sent: a panic on a short or
+// odd packet would take the call (or the server) down.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use super::{event_to_key, key_to_event};
 
 /// A key sent in a SIP INFO body.

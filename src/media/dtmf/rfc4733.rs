@@ -48,6 +48,14 @@
 //! the 3–6 end packets is rare, so we prefer this over double digits, which
 //! broken senders cause on every press.
 
+// Everything under here reads bytes a peer controls: a panic on a short or
+// odd packet would take the call (or the server) down.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use std::time::{Duration, Instant};
 
 use super::event_to_key;
@@ -443,15 +451,19 @@ impl EventQueue {
             self.head = (self.head + 1) % QUEUE;
             self.len -= 1;
         }
-        self.buf[(self.head + self.len) % QUEUE] = Some(e);
-        self.len += 1;
+        // The index is taken modulo the array's length, so the slot is
+        // always there; `get_mut` only keeps the lint honest.
+        if let Some(slot) = self.buf.get_mut((self.head + self.len) % QUEUE) {
+            *slot = Some(e);
+            self.len += 1;
+        }
     }
 
     fn pop(&mut self) -> Option<Rfc4733Event> {
         if self.len == 0 {
             return None;
         }
-        let e = self.buf[self.head].take();
+        let e = self.buf.get_mut(self.head).and_then(Option::take);
         self.head = (self.head + 1) % QUEUE;
         self.len -= 1;
         e
@@ -646,7 +658,9 @@ impl Rfc4733Receiver {
     }
 
     fn remember(&mut self, p: &Press) {
-        self.past[self.past_next] = Some(Past::of(p));
+        if let Some(slot) = self.past.get_mut(self.past_next) {
+            *slot = Some(Past::of(p));
+        }
         self.past_next = (self.past_next + 1) % REMEMBERED;
     }
 }

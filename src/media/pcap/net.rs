@@ -232,20 +232,20 @@ fn ipv4(p: &[u8]) -> Result<Udp<'_>, Skip> {
     if more_fragments || offset != 0 {
         return Err(Skip::Fragment { first: offset == 0 });
     }
-    if p[9] != IPPROTO_UDP {
+    if *p.get(9).ok_or(Skip::Malformed)? != IPPROTO_UDP {
         return Err(Skip::NotUdp);
     }
     let src = IpAddr::V4(Ipv4Addr::from(arr4(p, 12).ok_or(Skip::Malformed)?));
     let dst = IpAddr::V4(Ipv4Addr::from(arr4(p, 16).ok_or(Skip::Malformed)?));
     // Anything after `end` is link-layer padding or an Ethernet FCS.
-    udp(src, dst, &p[ihl..end])
+    udp(src, dst, p.get(ihl..end).ok_or(Skip::Malformed)?)
 }
 
 fn ipv6(p: &[u8]) -> Result<Udp<'_>, Skip> {
-    if p.len() < 40 {
+    let (Some(&b0), true) = (p.first(), p.len() >= 40) else {
         return Err(Skip::Malformed);
-    }
-    if p[0] >> 4 != 6 {
+    };
+    if b0 >> 4 != 6 {
         return Err(Skip::Malformed);
     }
     let payload_len = usize::from(be16(p, 4).ok_or(Skip::Malformed)?);
@@ -261,8 +261,8 @@ fn ipv6(p: &[u8]) -> Result<Udp<'_>, Skip> {
     if end > p.len() {
         return Err(Skip::Truncated);
     }
-    let mut next = p[6];
-    let mut rest = &p[40..end];
+    let mut next = *p.get(6).ok_or(Skip::Malformed)?;
+    let mut rest = p.get(40..end).ok_or(Skip::Malformed)?;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPPROTO_UDP => return udp(src, dst, rest),
@@ -270,7 +270,7 @@ fn ipv6(p: &[u8]) -> Result<Udp<'_>, Skip> {
             // (next header, length in 8-byte units not counting the first).
             0 | 43 | 60 | 135 | 139 | 140 => {
                 let len = (usize::from(*rest.get(1).ok_or(Skip::Malformed)?) + 1) * 8;
-                next = rest[0];
+                next = *rest.first().ok_or(Skip::Malformed)?;
                 rest = rest.get(len..).ok_or(Skip::Malformed)?;
             }
             // Fragment header: fixed 8 bytes.
@@ -282,13 +282,13 @@ fn ipv6(p: &[u8]) -> Result<Udp<'_>, Skip> {
                     return Err(Skip::Fragment { first: offset == 0 });
                 }
                 // An "atomic" fragment (offset 0, no more): just go on.
-                next = rest[0];
+                next = *rest.first().ok_or(Skip::Malformed)?;
                 rest = rest.get(8..).ok_or(Skip::Malformed)?;
             }
             // Authentication header: length in 4-byte units, minus 2.
             51 => {
                 let len = (usize::from(*rest.get(1).ok_or(Skip::Malformed)?) + 2) * 4;
-                next = rest[0];
+                next = *rest.first().ok_or(Skip::Malformed)?;
                 rest = rest.get(len..).ok_or(Skip::Malformed)?;
             }
             // No next header, ESP (encrypted), TCP, ICMPv6, anything else.
@@ -316,7 +316,7 @@ fn udp(src: IpAddr, dst: IpAddr, seg: &[u8]) -> Result<Udp<'_>, Skip> {
     Ok(Udp {
         src: SocketAddr::new(src, sport),
         dst: SocketAddr::new(dst, dport),
-        payload: &seg[8..end],
+        payload: seg.get(8..end).ok_or(Skip::Malformed)?,
     })
 }
 
