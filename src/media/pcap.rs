@@ -278,11 +278,16 @@ impl Order {
 /// Capture-file builders for tests (this module's and the DTMF ones).
 #[cfg(test)]
 pub(crate) mod build {
-    pub use super::net::build::*;
+    pub(crate) use super::net::build::*;
 
     /// A classic pcap file: `(seconds, fraction, caplen, origlen, frame)`;
     /// `frame` is cut to `caplen`.
-    pub fn classic(big: bool, nanos: bool, link: u32, recs: &[(u32, u32, u32, &[u8])]) -> Vec<u8> {
+    pub(crate) fn classic(
+        big: bool,
+        nanos: bool,
+        link: u32,
+        recs: &[(u32, u32, u32, &[u8])],
+    ) -> Vec<u8> {
         let w32 = |v: u32| {
             if big {
                 v.to_be_bytes()
@@ -316,13 +321,13 @@ pub(crate) mod build {
     }
 
     /// Writes pcapng blocks in one byte order.
-    pub struct Ng {
+    pub(crate) struct Ng {
         pub big: bool,
         pub out: Vec<u8>,
     }
 
     impl Ng {
-        pub fn new(big: bool) -> Ng {
+        pub(crate) fn new(big: bool) -> Ng {
             let mut ng = Ng {
                 big,
                 out: Vec::new(),
@@ -347,7 +352,7 @@ pub(crate) mod build {
             }
         }
 
-        pub fn block(&mut self, kind: u32, body: &[u8]) -> &mut Ng {
+        pub(crate) fn block(&mut self, kind: u32, body: &[u8]) -> &mut Ng {
             let pad = body.len().div_ceil(4) * 4 - body.len();
             let len = (12 + body.len() + pad) as u32;
             let (k, l) = (self.w32(kind), self.w32(len));
@@ -359,7 +364,7 @@ pub(crate) mod build {
             self
         }
 
-        pub fn shb(&mut self) -> &mut Ng {
+        pub(crate) fn shb(&mut self) -> &mut Ng {
             let mut b = self.w32(0x1A2B_3C4D).to_vec();
             b.extend_from_slice(&self.w16(1));
             b.extend_from_slice(&self.w16(0));
@@ -369,7 +374,12 @@ pub(crate) mod build {
 
         /// An IDB; `tsresol` adds the `if_tsresol` option, `tsoffset`
         /// the `if_tsoffset` one.
-        pub fn idb(&mut self, link: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> &mut Ng {
+        pub(crate) fn idb(
+            &mut self,
+            link: u16,
+            tsresol: Option<u8>,
+            tsoffset: Option<i64>,
+        ) -> &mut Ng {
             let mut b = self.w16(link).to_vec();
             b.extend_from_slice(&[0, 0]);
             b.extend_from_slice(&self.w32(0));
@@ -396,7 +406,7 @@ pub(crate) mod build {
             self.block(1, &b)
         }
 
-        pub fn epb(&mut self, iface: u32, ts: u64, caplen: usize, frame: &[u8]) -> &mut Ng {
+        pub(crate) fn epb(&mut self, iface: u32, ts: u64, caplen: usize, frame: &[u8]) -> &mut Ng {
             let caplen = caplen.min(frame.len());
             let mut b = self.w32(iface).to_vec();
             b.extend_from_slice(&self.w32((ts >> 32) as u32));
@@ -407,7 +417,7 @@ pub(crate) mod build {
             self.block(6, &b)
         }
 
-        pub fn spb(&mut self, frame: &[u8]) -> &mut Ng {
+        pub(crate) fn spb(&mut self, frame: &[u8]) -> &mut Ng {
             let mut b = self.w32(frame.len() as u32).to_vec();
             b.extend_from_slice(frame);
             self.block(3, &b)
