@@ -23,4 +23,7 @@ pub mod net;
 pub mod server;
 pub mod sip;
 pub mod store;
+// The deterministic generator and other helpers of the tests and benches.
+#[doc(hidden)]
+pub mod testing;
 pub mod verify;

@@ -429,6 +429,7 @@ pub(crate) mod build {
 mod tests {
     use super::build::*;
     use super::*;
+    use crate::testing::TestRng;
 
     const A: [u8; 4] = [192, 0, 2, 1];
     const B: [u8; 4] = [192, 0, 2, 2];
@@ -847,17 +848,6 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator, so the fuzz test needs no crate.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     fn sample_files() -> Vec<Vec<u8>> {
         let ip4 = ipv4_udp_opts(A, 1, B, 2, b"rtp-ish payload", &[1, 1, 1, 0], 0);
         let ip6 = ipv6_udp(
@@ -893,7 +883,7 @@ mod tests {
 
     #[test]
     fn fuzz_truncations_and_random_bytes_never_panic() {
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = TestRng::new(0x9E37_79B9_7F4A_7C15);
         for file in sample_files() {
             assert!(!read_udp_datagrams(&file).unwrap().is_empty());
             // Every truncation.
@@ -903,9 +893,9 @@ mod tests {
             // Random byte flips, many per file.
             for _ in 0..3000 {
                 let mut f = file.clone();
-                for _ in 0..(rng.next() % 6 + 1) {
-                    let i = (rng.next() as usize) % f.len();
-                    f[i] = rng.next() as u8;
+                for _ in 0..(rng.below(6) + 1) {
+                    let i = rng.index(f.len());
+                    f[i] = rng.byte();
                 }
                 let _ = read_capture(&f);
             }
@@ -919,10 +909,10 @@ mod tests {
             &[0x34, 0xCD, 0xB2, 0xA1],
         ];
         for _ in 0..2000 {
-            let len = (rng.next() % 300) as usize;
-            let mut f: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let len = rng.index(300);
+            let mut f: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
             let _ = read_capture(&f);
-            let m = magics[(rng.next() % 5) as usize];
+            let m = rng.pick(&magics);
             f.splice(0..0, m.iter().copied());
             let _ = read_capture(&f);
         }

@@ -712,6 +712,7 @@ impl DigestClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestRng;
 
     /// Pulls `name=value` out of an Authorization value (test helper).
     #[allow(clippy::string_slice)]
@@ -913,17 +914,10 @@ mod tests {
         ] {
             assert!(parse_challenge(v).is_err(), "{v:?}");
         }
-        let mut seed = 0x9e37_79b9u32;
+        let mut rng = TestRng::new(0x9e37_79b9);
+        let alphabet = "Digest realm=nonce,qop\"auth\\ \t=algorithmSHA-256".as_bytes();
         for len in 0..300 {
-            let s: String = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 17;
-                    seed ^= seed << 5;
-                    let alphabet = "Digest realm=nonce,qop\"auth\\ \t=algorithmSHA-256";
-                    alphabet.as_bytes()[seed as usize % alphabet.len()] as char
-                })
-                .collect();
+            let s: String = (0..len).map(|_| rng.pick(alphabet) as char).collect();
             let _ = parse_challenges(&s);
             let _ = choose([s.as_str()]);
         }

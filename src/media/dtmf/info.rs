@@ -159,6 +159,7 @@ fn parse_signal(value: &str) -> Result<char, InfoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestRng;
 
     const RELAY: &str = "application/dtmf-relay";
 
@@ -368,16 +369,13 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut rng = TestRng::new(0x1234_5678_9abc_def0);
         const ALPHABET: &[u8] = b"Signal=Duration10#*aD\r\n =\xff";
         let mut buf = [0u8; 40];
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 41) as usize;
-            for (i, b) in buf[..len].iter_mut().enumerate() {
-                *b = ALPHABET[((x >> (i % 50)) % ALPHABET.len() as u64) as usize];
+            let len = rng.index(41);
+            for b in buf[..len].iter_mut() {
+                *b = rng.pick(ALPHABET);
             }
             let _ = parse_info(RELAY, &buf[..len]);
             let _ = parse_info("application/dtmf", &buf[..len]);

@@ -668,6 +668,7 @@ impl Rfc4733Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestRng;
 
     const SSRC: u32 = 0x0E05_384E;
 
@@ -1438,32 +1439,16 @@ mod tests {
         assert_eq!(n, QUEUE);
     }
 
-    /// xorshift64*: a deterministic generator for the fuzz-style tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     #[test]
     fn fuzz_random_packets_never_panic_and_events_stay_paired() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = TestRng::new(0x9E37_79B9_7F4A_7C15);
         let t0 = Instant::now();
         let mut payload = [0u8; 64];
         for _ in 0..200 {
             let mut rx = Rfc4733Receiver::new();
             let mut now = t0;
             let mut events = Vec::new();
-            let base_ts = rng.next() as u32;
+            let base_ts = rng.next_u32();
             for _ in 0..500 {
                 now += Duration::from_millis(rng.below(120));
                 let len = match rng.below(4) {
@@ -1471,7 +1456,7 @@ mod tests {
                     _ => 4 * (1 + rng.below(3) as usize),
                 };
                 for b in payload[..len].iter_mut() {
-                    *b = rng.next() as u8;
+                    *b = rng.byte();
                 }
                 // Mostly plausible codes and nearby timestamps, sometimes junk.
                 for chunk in payload[..len].chunks_mut(4) {
@@ -1480,7 +1465,7 @@ mod tests {
                     }
                 }
                 let ts = if rng.below(8) == 0 {
-                    rng.next() as u32
+                    rng.next_u32()
                 } else {
                     base_ts.wrapping_add((rng.below(40) * 400) as u32)
                 };
@@ -1488,7 +1473,7 @@ mod tests {
                 rx.handle_packet(
                     now,
                     ssrc,
-                    rng.next() as u16,
+                    rng.next_u64() as u16,
                     ts,
                     rng.below(2) == 0,
                     &payload[..len],
@@ -1541,7 +1526,7 @@ mod tests {
         // with 10% probability, duplicated with 10%, and swapped with its
         // neighbour with 10%. As long as one packet of each press arrives
         // the digits are exact.
-        let mut rng = Rng(42);
+        let mut rng = TestRng::new(42);
         for trial in 0..400 {
             let digits: &[u8] = if trial % 2 == 0 {
                 &[1, 1, 1, 1, 11]
@@ -1551,7 +1536,7 @@ mod tests {
             let ends = [3usize, 6, 3][trial % 3];
             let restamp = trial % 5 == 4;
             let mut wire = Vec::new();
-            let mut ts = rng.next() as u32;
+            let mut ts = rng.next_u32();
             for &code in digits {
                 let press = model_press(ts, code, 800, ends, restamp);
                 let n = press.len() as u32;
