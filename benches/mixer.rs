@@ -26,6 +26,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use pinbridge::media::g711::Codec;
 use pinbridge::media::jitter::{JitterBuffer, JitterConfig};
 use pinbridge::media::mixer::{MixLeg, Mixer, FRAME};
+use pinbridge::testing::TestRng;
 
 const ROOMS: [usize; 3] = [3, 20, 100];
 
@@ -39,14 +40,11 @@ fn tone(freq: f64, amp: f64) -> [i16; FRAME] {
 }
 
 /// Noise of about −60 dBFS: below the gate, like an open microphone.
-fn noise(seed: u32) -> [i16; FRAME] {
-    let mut x = seed | 1;
+fn noise(seed: u64) -> [i16; FRAME] {
+    let mut rng = TestRng::new(seed);
     let mut f = [0i16; FRAME];
     for s in f.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        *s = (x % 61) as i16 - 30;
+        *s = rng.below(61) as i16 - 30;
     }
     f
 }
@@ -60,7 +58,7 @@ fn room(n: usize, loud: usize) -> Vec<MixLeg> {
             leg.input = if i < loud {
                 tone(300.0 + 37.0 * i as f64, 9000.0 - 50.0 * i as f64)
             } else {
-                noise(i as u32)
+                noise(i as u64)
             };
             leg
         })

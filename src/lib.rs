@@ -11,6 +11,7 @@
 // multi-byte character at the cut panics. Use `get(..)`, `split_once`,
 // `strip_prefix` or bytes (test code may allow it).
 #![deny(clippy::string_slice)]
+#![warn(unreachable_pub)]
 
 pub mod cli;
 pub mod conference;
@@ -23,4 +24,7 @@ pub mod net;
 pub mod server;
 pub mod sip;
 pub mod store;
+// The deterministic generator and other helpers of the tests and benches.
+#[doc(hidden)]
+pub mod testing;
 pub mod verify;

@@ -22,6 +22,7 @@ use common::rtp::RtpRecorder;
 use common::server::TestServer;
 use common::sipmsg::{uri_of, Msg};
 use common::ua::{new_branch, phone_offer, random_token, InviteOptions, TestUa};
+use pinbridge::testing::TestRng;
 use tokio::net::UdpSocket;
 
 /// Copied from `TORTURE_EXPECTATIONS` in src/sip/ua/tests/validate.rs: the first
@@ -607,28 +608,11 @@ async fn rfc4475_torture_messages_over_udp_get_the_rfc_answers() {
     server.stop().await;
 }
 
-/// A tiny deterministic PRNG (xorshift64*) so a failing mutation can be
-/// reproduced from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-/// Truncated and bit-flipped versions of every torture message.
+/// Truncated and bit-flipped versions of every torture message; a
+/// deterministic generator, so a failing mutation can be reproduced from
+/// the printed seed.
 fn mutations(seed: u64) -> Vec<(String, Vec<u8>)> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = TestRng::new(seed);
     let mut out = Vec::new();
     for (name, _) in TORTURE_EXPECTATIONS {
         let bytes = fixture(name);
@@ -638,7 +622,7 @@ fn mutations(seed: u64) -> Vec<(String, Vec<u8>)> {
             .position(|w| w == b"\r\n\r\n")
             .unwrap_or(len / 2);
         let mut cuts = vec![1, 10, len / 4, len / 2, head_end, head_end + 2, len - 1];
-        cuts.push(1 + rng.below(len - 1));
+        cuts.push(1 + rng.index(len - 1));
         for cut in cuts {
             if cut > 0 && cut < len {
                 out.push((format!("{name} cut at {cut}"), bytes[..cut].to_vec()));
@@ -646,16 +630,16 @@ fn mutations(seed: u64) -> Vec<(String, Vec<u8>)> {
         }
         for round in 0..4 {
             let mut m = bytes.clone();
-            let flips = 1 + rng.below(8);
+            let flips = 1 + rng.index(8);
             for _ in 0..flips {
-                let at = rng.below(len);
-                m[at] ^= 1 << rng.below(8);
+                let at = rng.index(len);
+                m[at] ^= 1 << rng.index(8);
             }
             out.push((format!("{name} flip round {round} ({flips} flips)"), m));
         }
         // A NUL byte somewhere in the header section.
         let mut m = bytes.clone();
-        m[rng.below(head_end.max(1))] = 0;
+        m[rng.index(head_end.max(1))] = 0;
         out.push((format!("{name} NUL"), m));
     }
     out

@@ -17,7 +17,7 @@ use crate::verify::directory::{validate, Participant, ParticipantInput, Rules};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ParticipantBody {
+pub(super) struct ParticipantBody {
     name: String,
     phone: String,
     #[serde(default)]
@@ -67,14 +67,14 @@ fn validated(
     .map_err(|e| ApiError::invalid(e.to_string()))
 }
 
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let all = state.service.participants().await?;
     Ok(Json(json!({
         "participants": all.iter().map(Participant::to_json).collect::<Vec<_>>()
     })))
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<ParticipantBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -83,7 +83,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created.to_json())))
 }
 
-pub async fn fetch(
+pub(super) async fn fetch(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -96,7 +96,7 @@ pub async fn fetch(
     Ok(Json(p.to_json()))
 }
 
-pub async fn replace(
+pub(super) async fn replace(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<ParticipantBody>,
@@ -107,7 +107,7 @@ pub async fn replace(
     Ok(Json(updated.to_json()))
 }
 
-pub async fn remove(
+pub(super) async fn remove(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {

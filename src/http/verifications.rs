@@ -17,7 +17,7 @@ use crate::verify::service::{Channels, CheckBy, Target};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StartBody {
+pub(super) struct StartBody {
     /// E.164 number (or an email address for the email channel).
     to: Option<String>,
     /// A participant's username.
@@ -27,7 +27,7 @@ pub struct StartBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckBody {
+pub(super) struct CheckBody {
     id: Option<String>,
     to: Option<String>,
     code: String,
@@ -62,7 +62,7 @@ fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> 
     }
 }
 
-pub async fn start(
+pub(super) async fn start(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -114,7 +114,7 @@ pub async fn start(
     ))
 }
 
-pub async fn check(
+pub(super) async fn check(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<CheckBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -146,7 +146,7 @@ pub async fn check(
     Ok(Json(v))
 }
 
-pub async fn fetch(
+pub(super) async fn fetch(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -155,7 +155,7 @@ pub async fn fetch(
     Ok(Json(view(&v, state.service.policy())))
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {

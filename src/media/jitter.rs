@@ -1081,26 +1081,9 @@ impl JitterBuffer {
 mod tests {
     use super::*;
     use crate::media::mixer::alloc_count::allocations_during;
+    use crate::testing::TestRng;
 
     const TICK_MS: u64 = 20;
-
-    /// Deterministic xorshift64* generator.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn chance(&mut self, p: f64) -> bool {
-            ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
 
     /// The test signal, a function of the sender's sample index so that any
     /// packet can be regenerated: a 440 Hz sine.
@@ -1276,7 +1259,7 @@ mod tests {
 
     /// 10% loss (never more than 3 in a row), reordering from up to 30 ms
     /// of jitter, and 5% duplicates arriving up to 60 ms later.
-    fn lossy(packets: Vec<Packet>, rng: &mut Rng) -> (Vec<Packet>, usize) {
+    fn lossy(packets: Vec<Packet>, rng: &mut TestRng) -> (Vec<Packet>, usize) {
         let mut out = Vec::new();
         let (mut run, mut lost) = (0, 0);
         for mut p in packets {
@@ -1298,7 +1281,7 @@ mod tests {
 
     #[test]
     fn loss_reordering_and_duplicates_give_continuous_output() {
-        let mut rng = Rng(0x5eed);
+        let mut rng = TestRng::new(0x5eed);
         let (packets, lost) = lossy(stream(3000, 160, 20_000.0, 0, 0), &mut rng);
         let mut b = jb();
         let r = run(&mut b, packets, 3000, tone);
@@ -1326,7 +1309,7 @@ mod tests {
     fn clumped_arrivals_stop_underflowing_after_adaptation() {
         // Packets held back and delivered five at a time, 100 ms apart, the
         // clump arriving 1–30 ms after its last packet was sent.
-        let mut rng = Rng(42);
+        let mut rng = TestRng::new(42);
         let mut packets = stream(3000, 160, 20_000.0, 0, 0);
         for clump in packets.chunks_mut(5) {
             let at = clump[4].arrival_us + 1_000 + rng.below(29_000);
@@ -1356,7 +1339,7 @@ mod tests {
     fn drift_hour(ppm: f64) -> (JitterStats, u32, f64, usize) {
         let interval = 20_000.0 / (1.0 + ppm / 1e6);
         let count = (3600.0 * 1e6 / interval) as usize;
-        let mut rng = Rng(7);
+        let mut rng = TestRng::new(7);
         let mut packets = stream(count, 160, interval, 0, 0);
         for p in &mut packets {
             p.arrival_us += 2_000 + rng.below(10_000);
@@ -1553,7 +1536,7 @@ mod tests {
 
     #[test]
     fn garbage_is_ignored() {
-        let mut rng = Rng(99);
+        let mut rng = TestRng::new(99);
         let mut packets = stream(400, 160, 20_000.0, 9, 77);
         for i in 0..400u64 {
             packets.push(Packet {
@@ -1561,10 +1544,10 @@ mod tests {
                 ssrc: if rng.chance(0.5) {
                     0x1111
                 } else {
-                    rng.next() as u32
+                    rng.next_u32()
                 },
-                seq: rng.next() as u16,
-                ts: rng.next() as u32,
+                seq: rng.next_u64() as u16,
+                ts: rng.next_u32(),
                 first: rng.below(1 << 20),
                 len: [0, 1, 80, 160, 480, 961, MAX_PACKET][rng.below(7) as usize],
             });
@@ -1595,7 +1578,7 @@ mod tests {
 
     #[test]
     fn arbitrary_input_never_panics() {
-        let mut rng = Rng(1234);
+        let mut rng = TestRng::new(1234);
         let mut b = JitterBuffer::new(JitterConfig {
             min_delay: Duration::from_millis(0),
             max_delay: Duration::from_secs(3600),
@@ -1606,9 +1589,9 @@ mod tests {
         for step in 0..200_000u64 {
             // Mostly a plausible stream, bent in every direction.
             match rng.below(20) {
-                0 => ssrc = rng.next() as u32,
-                1 => seq = rng.next() as u16,
-                2 => ts = rng.next() as u32,
+                0 => ssrc = rng.next_u32(),
+                1 => seq = rng.next_u64() as u16,
+                2 => ts = rng.next_u32(),
                 3 => ts = ts.wrapping_sub(rng.below(10_000) as u32),
                 _ => {}
             }
@@ -1617,7 +1600,7 @@ mod tests {
                 _ => 80 * (1 + rng.below(6) as usize),
             };
             for s in samples[..len].iter_mut() {
-                *s = rng.next() as i16;
+                *s = rng.next_u64() as i16;
             }
             // Time may even go backwards.
             let now = t0 + Duration::from_millis(step / 2) - Duration::from_millis(rng.below(3));
@@ -1642,7 +1625,7 @@ mod tests {
 
     #[test]
     fn push_and_pop_do_not_allocate() {
-        let mut rng = Rng(5);
+        let mut rng = TestRng::new(5);
         let (packets, _) = lossy(stream(2000, 160, 20_000.0, 0, 0), &mut rng);
         let mut b = jb();
         let mut sorted = packets;

@@ -745,13 +745,10 @@ mod tests {
         // Twenty legs of low background noise (about −60 dBFS): no talkers,
         // so the noise is not summed into everyone's ear.
         let mut legs: Vec<MixLeg> = (0..20).map(|_| MixLeg::new(Codec::Pcma)).collect();
-        let mut seed = 0x1234_5678u32;
+        let mut rng = crate::testing::TestRng::new(0x1234_5678);
         for leg in &mut legs {
             for s in leg.input.iter_mut() {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                *s = (seed % 61) as i16 - 30;
+                *s = rng.below(61) as i16 - 30;
             }
             leg.has_input = true;
         }

@@ -18,6 +18,14 @@
 //! cannot be read, or whose only link type is not supported, is an error.
 //! Nothing here panics on any input.
 
+// Everything under here reads a capture file someone else wrote: a panic
+// on a cut-short or odd record would abort the tool instead of naming it.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod classic;
 mod net;
 mod pcapng;
@@ -159,12 +167,16 @@ pub fn read_udp_datagrams(file: &[u8]) -> Result<Vec<UdpDatagram<'_>>, PcapError
 
 /// Reads a classic pcap or pcapng file held in memory.
 pub fn read_capture(file: &[u8]) -> Result<Capture<'_>, PcapError> {
-    let magic: [u8; 4] = match file.get(..4) {
-        Some(m) => [m[0], m[1], m[2], m[3]],
+    let magic: [u8; 4] = match file.first_chunk::<4>() {
+        Some(m) => *m,
         None if file.is_empty() => return Err(PcapError::Empty),
         None => {
+            // Shorter than a magic number: report the bytes there are,
+            // zero-padded.
             let mut m = [0u8; 4];
-            m[..file.len()].copy_from_slice(file);
+            for (to, from) in m.iter_mut().zip(file) {
+                *to = *from;
+            }
             return Err(PcapError::NotACapture(m));
         }
     };
@@ -266,11 +278,16 @@ impl Order {
 /// Capture-file builders for tests (this module's and the DTMF ones).
 #[cfg(test)]
 pub(crate) mod build {
-    pub use super::net::build::*;
+    pub(crate) use super::net::build::*;
 
     /// A classic pcap file: `(seconds, fraction, caplen, origlen, frame)`;
     /// `frame` is cut to `caplen`.
-    pub fn classic(big: bool, nanos: bool, link: u32, recs: &[(u32, u32, u32, &[u8])]) -> Vec<u8> {
+    pub(crate) fn classic(
+        big: bool,
+        nanos: bool,
+        link: u32,
+        recs: &[(u32, u32, u32, &[u8])],
+    ) -> Vec<u8> {
         let w32 = |v: u32| {
             if big {
                 v.to_be_bytes()
@@ -304,13 +321,13 @@ pub(crate) mod build {
     }
 
     /// Writes pcapng blocks in one byte order.
-    pub struct Ng {
+    pub(crate) struct Ng {
         pub big: bool,
         pub out: Vec<u8>,
     }
 
     impl Ng {
-        pub fn new(big: bool) -> Ng {
+        pub(crate) fn new(big: bool) -> Ng {
             let mut ng = Ng {
                 big,
                 out: Vec::new(),
@@ -335,7 +352,7 @@ pub(crate) mod build {
             }
         }
 
-        pub fn block(&mut self, kind: u32, body: &[u8]) -> &mut Ng {
+        pub(crate) fn block(&mut self, kind: u32, body: &[u8]) -> &mut Ng {
             let pad = body.len().div_ceil(4) * 4 - body.len();
             let len = (12 + body.len() + pad) as u32;
             let (k, l) = (self.w32(kind), self.w32(len));
@@ -347,7 +364,7 @@ pub(crate) mod build {
             self
         }
 
-        pub fn shb(&mut self) -> &mut Ng {
+        pub(crate) fn shb(&mut self) -> &mut Ng {
             let mut b = self.w32(0x1A2B_3C4D).to_vec();
             b.extend_from_slice(&self.w16(1));
             b.extend_from_slice(&self.w16(0));
@@ -357,7 +374,12 @@ pub(crate) mod build {
 
         /// An IDB; `tsresol` adds the `if_tsresol` option, `tsoffset`
         /// the `if_tsoffset` one.
-        pub fn idb(&mut self, link: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> &mut Ng {
+        pub(crate) fn idb(
+            &mut self,
+            link: u16,
+            tsresol: Option<u8>,
+            tsoffset: Option<i64>,
+        ) -> &mut Ng {
             let mut b = self.w16(link).to_vec();
             b.extend_from_slice(&[0, 0]);
             b.extend_from_slice(&self.w32(0));
@@ -384,7 +406,7 @@ pub(crate) mod build {
             self.block(1, &b)
         }
 
-        pub fn epb(&mut self, iface: u32, ts: u64, caplen: usize, frame: &[u8]) -> &mut Ng {
+        pub(crate) fn epb(&mut self, iface: u32, ts: u64, caplen: usize, frame: &[u8]) -> &mut Ng {
             let caplen = caplen.min(frame.len());
             let mut b = self.w32(iface).to_vec();
             b.extend_from_slice(&self.w32((ts >> 32) as u32));
@@ -395,7 +417,7 @@ pub(crate) mod build {
             self.block(6, &b)
         }
 
-        pub fn spb(&mut self, frame: &[u8]) -> &mut Ng {
+        pub(crate) fn spb(&mut self, frame: &[u8]) -> &mut Ng {
             let mut b = self.w32(frame.len() as u32).to_vec();
             b.extend_from_slice(frame);
             self.block(3, &b)
@@ -407,6 +429,7 @@ pub(crate) mod build {
 mod tests {
     use super::build::*;
     use super::*;
+    use crate::testing::TestRng;
 
     const A: [u8; 4] = [192, 0, 2, 1];
     const B: [u8; 4] = [192, 0, 2, 2];
@@ -825,17 +848,6 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator, so the fuzz test needs no crate.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     fn sample_files() -> Vec<Vec<u8>> {
         let ip4 = ipv4_udp_opts(A, 1, B, 2, b"rtp-ish payload", &[1, 1, 1, 0], 0);
         let ip6 = ipv6_udp(
@@ -871,7 +883,7 @@ mod tests {
 
     #[test]
     fn fuzz_truncations_and_random_bytes_never_panic() {
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = TestRng::new(0x9E37_79B9_7F4A_7C15);
         for file in sample_files() {
             assert!(!read_udp_datagrams(&file).unwrap().is_empty());
             // Every truncation.
@@ -881,9 +893,9 @@ mod tests {
             // Random byte flips, many per file.
             for _ in 0..3000 {
                 let mut f = file.clone();
-                for _ in 0..(rng.next() % 6 + 1) {
-                    let i = (rng.next() as usize) % f.len();
-                    f[i] = rng.next() as u8;
+                for _ in 0..(rng.below(6) + 1) {
+                    let i = rng.index(f.len());
+                    f[i] = rng.byte();
                 }
                 let _ = read_capture(&f);
             }
@@ -897,10 +909,10 @@ mod tests {
             &[0x34, 0xCD, 0xB2, 0xA1],
         ];
         for _ in 0..2000 {
-            let len = (rng.next() % 300) as usize;
-            let mut f: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let len = rng.index(300);
+            let mut f: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
             let _ = read_capture(&f);
-            let m = magics[(rng.next() % 5) as usize];
+            let m = rng.pick(&magics);
             f.splice(0..0, m.iter().copied());
             let _ = read_capture(&f);
         }

@@ -726,6 +726,7 @@ mod riff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestRng;
     use hound::{SampleFormat, WavSpec, WavWriter};
     use std::f64::consts::PI;
 
@@ -1284,20 +1285,6 @@ mod tests {
 
     // ------------------------------------------------------------ robustness
 
-    /// xorshift64*: deterministic pseudo-random bytes without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     fn seeds() -> Vec<Vec<u8>> {
         let pcm: Vec<i16> = (0..200).map(|i| (i * 150) as i16).collect();
         let mut ext = fmt_body(0xFFFE, 1, 8000, 1, 8, Some(22));
@@ -1337,32 +1324,32 @@ mod tests {
 
     #[test]
     fn mutated_and_random_inputs_never_panic() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = TestRng::new(0x9E37_79B9_7F4A_7C15);
         let seeds = seeds();
         for round in 0..3000 {
             let mut bytes = seeds[round % seeds.len()].clone();
-            for _ in 0..1 + rng.below(4) {
+            for _ in 0..1 + rng.index(4) {
                 // Mostly in the header, where the sizes and fields are.
-                let span = if rng.below(4) == 0 {
+                let span = if rng.index(4) == 0 {
                     bytes.len()
                 } else {
                     bytes.len().min(80)
                 };
-                let at = rng.below(span);
-                bytes[at] = rng.next() as u8;
+                let at = rng.index(span);
+                bytes[at] = rng.byte();
             }
-            if rng.below(3) == 0 {
-                bytes.truncate(rng.below(bytes.len() + 1));
+            if rng.index(3) == 0 {
+                bytes.truncate(rng.index(bytes.len() + 1));
             }
             let _ = load(&bytes);
         }
         for _ in 0..2000 {
-            let len = rng.below(120);
-            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            if rng.below(2) == 0 && len >= 12 {
+            let len = rng.index(120);
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
+            if rng.index(2) == 0 && len >= 12 {
                 bytes[0..4].copy_from_slice(b"RIFF");
                 bytes[8..12].copy_from_slice(b"WAVE");
-                if len >= 20 && rng.below(2) == 0 {
+                if len >= 20 && rng.index(2) == 0 {
                     bytes[12..16].copy_from_slice(b"fmt ");
                     bytes[16..20].copy_from_slice(&16u32.to_le_bytes());
                 }

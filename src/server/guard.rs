@@ -6,8 +6,27 @@
 //! packet). Every change it lists for storing is converted to wall-clock
 //! time and queued to the writer task *under the same lock*, so the writes
 //! reach the store in the order they happened; the writer batches them into
-//! one transaction on the store thread, so no call task ever waits for the
-//! disk.
+//! one transaction on the store thread, so no call task waits for the disk
+//! while the store keeps up.
+//!
+//! The write queue is bounded ([`WRITE_QUEUE`] jobs) and loses nothing: a
+//! wrong code and a lockout are security records. Room for a job is taken
+//! *before* the core is touched, where waiting is harmless:
+//!
+//! - A guess takes room for what reserving writes and for what settling it
+//!   will write before it is admitted; the [`Reservation`] carries the
+//!   second, so settling (also from `Drop`, which cannot wait) always has
+//!   its place in the queue.
+//! - When the queue is full (the store is that far behind) a new guess
+//!   waits, within the same [`MAX_WAIT`] as for attempts in flight, and is
+//!   then refused ([`Refused::Waited`]): the guard fails closed rather than
+//!   take guesses it cannot record.
+//! - The minute's pruning and the shutdown flush wait for room (the flush
+//!   within its timeout).
+//!
+//! So the queue holds at most [`WRITE_QUEUE`] jobs, guesses in flight
+//! included; the guard's decisions never wait for the store, only new
+//! guesses do, and only when the store has stopped keeping up.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -36,6 +55,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Most writes put in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Jobs the store writer's queue holds, counting the room each guess in
+/// flight keeps for its outcome. A call checks one code at a time, so this
+/// is several times the default `sip.max_calls` (5000): it fills only when
+/// the store has stopped keeping up, never from load alone. A slot is a
+/// few dozen bytes, allocated only when used.
+pub const WRITE_QUEUE: usize = 16_384;
 
 /// Maps the guard's monotonic clock to unix milliseconds and back, from one
 /// reading of both clocks. Stored times stay right across a restart (they
@@ -127,11 +153,17 @@ enum Job {
     Flush(oneshot::Sender<()>),
 }
 
+/// Room in the store writer's queue for one job, taken before the core is
+/// touched; `None` when the writer is gone (shutting down), and then what
+/// the job would have stored is only kept in memory.
+type Slot = Option<mpsc::OwnedPermit<Job>>;
+
 /// Why a guess is not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     Guard(Refusal),
-    /// Attempts in flight did not settle within [`MAX_WAIT`].
+    /// Not admitted within [`MAX_WAIT`]: attempts in flight did not settle,
+    /// or the store writer's queue stayed full (see the module docs).
     Waited,
 }
 
@@ -141,7 +173,7 @@ pub struct GuardService {
     /// Woken whenever an attempt settles.
     settled: Notify,
     anchor: WallAnchor,
-    writes: mpsc::UnboundedSender<Job>,
+    writes: mpsc::Sender<Job>,
     /// Sources whose P-Asserted-Identity keys their callers.
     identity_sources: Vec<IpAddr>,
     longest_window: Duration,
@@ -159,7 +191,18 @@ impl GuardService {
         store: StoreHandle,
         identity_sources: Vec<IpAddr>,
     ) -> Arc<GuardService> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        GuardService::start_with_queue(core, anchor, store, identity_sources, WRITE_QUEUE)
+    }
+
+    /// [`GuardService::start`] with a write queue of `queue` jobs.
+    fn start_with_queue(
+        core: BruteForceGuard,
+        anchor: WallAnchor,
+        store: StoreHandle,
+        identity_sources: Vec<IpAddr>,
+        queue: usize,
+    ) -> Arc<GuardService> {
+        let (tx, rx) = mpsc::channel(queue);
         let longest_window = core.limits().longest_window();
         let service = Arc::new(GuardService {
             core: Mutex::new(core),
@@ -180,18 +223,32 @@ impl GuardService {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the core and queues what it changed for the store,
-    /// under the one lock so the writes keep their order.
-    fn with_core<R>(&self, f: impl FnOnce(&mut BruteForceGuard) -> R) -> R {
+    /// Runs `f` on the core and queues what it changed for the store in
+    /// `slot`, under the one lock so the writes keep their order. Never
+    /// waits: the room was taken before.
+    fn with_core<R>(&self, slot: Slot, f: impl FnOnce(&mut BruteForceGuard) -> R) -> R {
         let mut core = self.lock();
         let r = f(&mut core);
         let changes = core.take_persist();
-        if !changes.is_empty() {
+        if let (false, Some(slot)) = (changes.is_empty(), slot) {
             let writes = changes.into_iter().map(|p| self.anchor.write(p)).collect();
-            // Only fails once the writer has stopped (shutting down).
-            let _ = self.writes.send(Job::Write(writes));
+            slot.send(Job::Write(writes));
         }
         r
+    }
+
+    /// Room for one job in the write queue, waiting while it is full (up
+    /// to `deadline`, if given).
+    async fn slot(&self, deadline: Option<tokio::time::Instant>) -> Result<Slot, Refused> {
+        let room = self.writes.clone().reserve_owned();
+        let room = match deadline {
+            Some(d) => tokio::time::timeout_at(d, room)
+                .await
+                .map_err(|_| Refused::Waited)?,
+            None => room.await,
+        };
+        // An error means the writer has stopped (shutting down).
+        Ok(room.ok())
     }
 
     /// The caller as the guard keys it: the P-Asserted-Identity when the
@@ -224,13 +281,19 @@ impl GuardService {
             let woken = self.settled.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let admission =
-                self.with_core(|g| g.reserve(Instant::now(), caller, ip, Some(conference)));
+            // Room for what this step writes and for what settling the
+            // guess will write, before the core is touched.
+            let now_slot = self.slot(Some(deadline)).await?;
+            let settle_slot = self.slot(Some(deadline)).await?;
+            let admission = self.with_core(now_slot, |g| {
+                g.reserve(Instant::now(), caller, ip, Some(conference))
+            });
             match admission {
                 Admission::Granted(attempt) => {
                     return Ok(Reservation {
                         guard: self.clone(),
                         attempt: Some(attempt),
+                        slot: settle_slot,
                     })
                 }
                 Admission::Refused(r) => return Err(Refused::Guard(r)),
@@ -244,9 +307,9 @@ impl GuardService {
         }
     }
 
-    fn settle(&self, attempt: Attempt, failed: bool) -> Option<LockReason> {
+    fn settle(&self, attempt: Attempt, failed: bool, slot: Slot) -> Option<LockReason> {
         let now = Instant::now();
-        let r = self.with_core(|g| {
+        let r = self.with_core(slot, |g| {
             if failed {
                 g.confirm_failure(now, attempt)
             } else {
@@ -259,27 +322,34 @@ impl GuardService {
     }
 
     /// Drops lapsed state from memory and from the store.
-    fn prune(&self) {
+    async fn prune(&self) {
+        // Without a deadline `slot` cannot be refused.
+        let (Ok(core_slot), Ok(store_slot)) = (self.slot(None).await, self.slot(None).await) else {
+            return;
+        };
         let now = Instant::now();
-        let expired = self.with_core(|g| g.prune(now));
+        let expired = self.with_core(core_slot, |g| g.prune(now));
         if expired > 0 {
             self.settled.notify_waiters();
         }
         let window_ms = i64::try_from(self.longest_window.as_millis()).unwrap_or(i64::MAX);
-        let _ = self.writes.send(Job::Prune {
-            now_ms: self.anchor.to_unix_ms(now),
-            window_ms,
-        });
+        if let Some(slot) = store_slot {
+            slot.send(Job::Prune {
+                now_ms: self.anchor.to_unix_ms(now),
+                window_ms,
+            });
+        }
     }
 
     /// Waits until everything changed so far is in the store (at shutdown),
     /// or `timeout` passes.
     pub async fn flush(&self, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.writes.send(Job::Flush(tx)).is_err() {
-            return false;
-        }
-        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())))
+        let flushed = async {
+            self.writes.send(Job::Flush(tx)).await.ok()?;
+            rx.await.ok()
+        };
+        matches!(tokio::time::timeout(timeout, flushed).await, Ok(Some(())))
     }
 }
 
@@ -290,6 +360,8 @@ impl GuardService {
 pub struct Reservation {
     guard: Arc<GuardService>,
     attempt: Option<Attempt>,
+    /// The write queue's room for what settling writes.
+    slot: Slot,
 }
 
 impl Reservation {
@@ -301,13 +373,13 @@ impl Reservation {
     /// The code was wrong. Returns the lockout or slowdown it triggered.
     pub fn failed(mut self) -> Option<LockReason> {
         let attempt = self.attempt.take()?;
-        self.guard.settle(attempt, true)
+        self.guard.settle(attempt, true, self.slot.take())
     }
 
     /// The code was right.
     pub fn succeeded(mut self) {
         if let Some(attempt) = self.attempt.take() {
-            self.guard.settle(attempt, false);
+            self.guard.settle(attempt, false, self.slot.take());
         }
     }
 }
@@ -316,13 +388,13 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(attempt) = self.attempt.take() {
             tracing::info!("a code check was abandoned mid-way: counted as a failure");
-            self.guard.settle(attempt, true);
+            self.guard.settle(attempt, true, self.slot.take());
         }
     }
 }
 
 /// Writes the guard's changes in order, batching what has queued up.
-async fn write_loop(mut rx: mpsc::UnboundedReceiver<Job>, store: StoreHandle) {
+async fn write_loop(mut rx: mpsc::Receiver<Job>, store: StoreHandle) {
     let mut batch: Vec<GuardWrite> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -377,7 +449,7 @@ async fn prune_loop(guard: Weak<GuardService>) {
         let Some(g) = guard.upgrade() else {
             return;
         };
-        g.prune();
+        g.prune().await;
     }
 }
 
@@ -386,7 +458,9 @@ mod tests {
     use super::*;
     use crate::conference::guard::{GuardKey, GuardLimits, CALLER_SECRET_LEN};
     use crate::store::Store;
+    use std::collections::{HashMap, HashSet};
     use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const SECRET: [u8; CALLER_SECRET_LEN] = [9; CALLER_SECRET_LEN];
 
@@ -420,11 +494,157 @@ mod tests {
     }
 
     async fn service(store: &StoreHandle) -> Arc<GuardService> {
+        service_with_queue(store, WRITE_QUEUE).await
+    }
+
+    async fn service_with_queue(store: &StoreHandle, queue: usize) -> Arc<GuardService> {
         let stored = store.call(|s| s.load_guard(0, 1)).await.unwrap().unwrap();
         let anchor = WallAnchor::now();
         let mut core = BruteForceGuard::persistent(limits(), &SECRET);
         core.restore(Instant::now(), anchor.restored(stored));
-        GuardService::start(core, anchor, store.clone(), Vec::new())
+        GuardService::start_with_queue(core, anchor, store.clone(), Vec::new(), queue)
+    }
+
+    /// Occupies the store's thread (so the writer cannot write) until the
+    /// returned sender is dropped.
+    async fn block_store(store: &StoreHandle) -> std::sync::mpsc::Sender<()> {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel();
+        let store = store.clone();
+        tokio::spawn(async move {
+            let _ = store
+                .call(move |_| {
+                    let _ = started.send(());
+                    let _ = wait.recv();
+                })
+                .await;
+        });
+        running.await.unwrap();
+        release
+    }
+
+    /// Waits until everything queued so far is in the store.
+    async fn written(g: &GuardService) {
+        let (tx, rx) = oneshot::channel();
+        g.writes.send(Job::Flush(tx)).await.unwrap();
+        rx.await.unwrap();
+    }
+
+    /// Failures per key and locked-out keys, as stored.
+    async fn stored(store: &StoreHandle) -> (HashMap<GuardKey, usize>, HashSet<GuardKey>) {
+        let stored = store.call(|s| s.load_guard(0, 1)).await.unwrap().unwrap();
+        let mut failures = HashMap::new();
+        for (key, _) in stored.failures {
+            *failures.entry(key).or_default() += 1;
+        }
+        let lockouts = stored.lockouts.into_iter().map(|(k, _)| k).collect();
+        (failures, lockouts)
+    }
+
+    const GUESSES: usize = 40;
+
+    /// `GUESSES` wrong codes from as many callers, then two from one more
+    /// caller (a lockout); `done` counts the guesses settled.
+    async fn wrong_guesses(g: &Arc<GuardService>, done: &AtomicUsize) {
+        let callers = (0..GUESSES).map(|i| (i, format!("+1555{i:04}")));
+        let last = std::iter::repeat_n((GUESSES, "+15559999".to_string()), 2);
+        for (i, caller) in callers.chain(last) {
+            let r = g
+                .reserve(&caller, ip(i as u8), &format!("room{i}"))
+                .await
+                .unwrap_or_else(|e| panic!("guess {i} refused: {e:?}"));
+            r.failed();
+            done.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The queue to the store writer is bounded; when the store stops
+    /// keeping up, new guesses wait for room instead of the queue growing
+    /// or a record being dropped, and everything reaches the store once it
+    /// is back.
+    #[tokio::test]
+    async fn a_full_write_queue_holds_guesses_back_and_loses_no_record() {
+        // What the store holds after the guesses when it keeps up.
+        let free = StoreHandle::spawn(Store::open_in_memory().unwrap()).unwrap();
+        let g = service(&free).await;
+        wrong_guesses(&g, &AtomicUsize::new(0)).await;
+        written(&g).await;
+        let expected = stored(&free).await;
+        assert!(expected.0.len() > GUESSES, "{expected:?}");
+        assert_eq!(expected.1.len(), 1, "one lockout");
+
+        // The same guesses while the store's thread is blocked, with room
+        // for 4 jobs.
+        let store = StoreHandle::spawn(Store::open_in_memory().unwrap()).unwrap();
+        let g = service_with_queue(&store, 4).await;
+        let release = block_store(&store).await;
+        let done = Arc::new(AtomicUsize::new(0));
+        let guessing = {
+            let (g, done) = (g.clone(), done.clone());
+            tokio::spawn(async move { wrong_guesses(&g, &done).await })
+        };
+        // Each guess queues one job (its failure; settling a wrong code
+        // below the limit writes nothing): a handful fit, then they stop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let settled = done.load(Ordering::SeqCst);
+        assert!(
+            settled < 10,
+            "the guesses wait for room ({settled} settled)"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(done.load(Ordering::SeqCst), settled, "no progress");
+        assert!(!guessing.is_finished());
+        assert_eq!(g.writes.capacity(), 0, "the queue is full");
+
+        drop(release);
+        tokio::time::timeout(Duration::from_secs(30), guessing)
+            .await
+            .expect("the guesses go on once the store is back")
+            .unwrap();
+        written(&g).await;
+        assert_eq!(stored(&store).await, expected, "every record was stored");
+    }
+
+    /// A store that stays stuck: a new guess is refused after MAX_WAIT
+    /// (the guard fails closed rather than take guesses it cannot record),
+    /// while the guesses already in flight settle without waiting, from
+    /// Drop too, and the lockout they trigger is stored once the store is
+    /// back.
+    #[tokio::test]
+    async fn a_stuck_store_refuses_new_guesses_and_still_records_the_lockout() {
+        let store = StoreHandle::spawn(Store::open_in_memory().unwrap()).unwrap();
+        // Room for 3 jobs: the two guesses in flight keep one each for
+        // their outcome, and the writer, stuck on its first batch, leaves
+        // the second guess's job in the queue.
+        let g = service_with_queue(&store, 3).await;
+        let release = block_store(&store).await;
+        let first = g.reserve("+15550001", ip(1), "team").await.unwrap();
+        let second = g.reserve("+15550001", ip(1), "team").await.unwrap();
+
+        // Another caller, from another address, to another conference:
+        // only the full queue holds it back.
+        let asked = tokio::time::Instant::now();
+        let other = g.reserve("+15550002", ip(2), "other").await;
+        assert_eq!(other.err(), Some(Refused::Waited));
+        assert!(asked.elapsed() >= MAX_WAIT);
+
+        // The first call vanished mid-check (Drop), the second code was
+        // wrong: the caller is locked out, in memory at once.
+        drop(first);
+        assert_eq!(second.failed(), Some(LockReason::Caller));
+
+        drop(release);
+        written(&g).await;
+        let (_, lockouts) = stored(&store).await;
+        assert!(
+            matches!(
+                lockouts.iter().collect::<Vec<_>>()[..],
+                [GuardKey::Caller(_)]
+            ),
+            "{lockouts:?}"
+        );
+        // With the store back, the other caller is let in.
+        assert!(g.reserve("+15550002", ip(2), "other").await.is_ok());
     }
 
     #[tokio::test]

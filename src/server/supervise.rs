@@ -80,6 +80,9 @@ pub struct TaskWatch {
 
 impl TaskWatch {
     pub fn new() -> (TaskWatch, mpsc::UnboundedReceiver<TaskEnded>) {
+        // Unbounded, and bounded by construction: each long-lived task
+        // reports its end at most once, and there are a handful of them
+        // (spawned at start-up, not per call or per packet).
         let (tx, rx) = mpsc::unbounded_channel();
         (TaskWatch { tx }, rx)
     }

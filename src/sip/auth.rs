@@ -107,11 +107,11 @@ impl fmt::Display for Algorithm {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    use fmt::Write as _;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
     }
     s
 }
@@ -200,14 +200,13 @@ fn is_tchar(c: u8) -> bool {
 
 impl<'a> Scan<'a> {
     fn skip_ws(&mut self) {
-        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\r' | b'\n') {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
             self.i += 1;
         }
     }
 
     fn skip_ws_and_commas(&mut self) {
-        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b',' | b'\r' | b'\n')
-        {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b',' | b'\r' | b'\n')) {
             self.i += 1;
         }
     }
@@ -222,10 +221,10 @@ impl<'a> Scan<'a> {
 
     fn token(&mut self) -> Option<String> {
         let start = self.i;
-        while self.i < self.s.len() && is_tchar(self.s[self.i]) {
+        while self.peek().is_some_and(is_tchar) {
             self.i += 1;
         }
-        (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
+        (self.i > start).then(|| String::from_utf8_lossy(self.since(start)).into_owned())
     }
 
     /// A quoted-string after the opening quote has been seen.
@@ -253,10 +252,18 @@ impl<'a> Scan<'a> {
     /// servers send unquoted nonces with `/` or `=` in them).
     fn bare(&mut self) -> String {
         let start = self.i;
-        while self.i < self.s.len() && !matches!(self.s[self.i], b',' | b' ' | b'\t') {
+        while self
+            .peek()
+            .is_some_and(|c| !matches!(c, b',' | b' ' | b'\t'))
+        {
             self.i += 1;
         }
-        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
+        String::from_utf8_lossy(self.since(start)).into_owned()
+    }
+
+    /// The bytes scanned since `start` (empty if `start` is past them).
+    fn since(&self, start: usize) -> &'a [u8] {
+        self.s.get(start..self.i).unwrap_or_default()
     }
 }
 
@@ -705,6 +712,7 @@ impl DigestClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestRng;
 
     /// Pulls `name=value` out of an Authorization value (test helper).
     #[allow(clippy::string_slice)]
@@ -906,17 +914,10 @@ mod tests {
         ] {
             assert!(parse_challenge(v).is_err(), "{v:?}");
         }
-        let mut seed = 0x9e37_79b9u32;
+        let mut rng = TestRng::new(0x9e37_79b9);
+        let alphabet = "Digest realm=nonce,qop\"auth\\ \t=algorithmSHA-256".as_bytes();
         for len in 0..300 {
-            let s: String = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 17;
-                    seed ^= seed << 5;
-                    let alphabet = "Digest realm=nonce,qop\"auth\\ \t=algorithmSHA-256";
-                    alphabet.as_bytes()[seed as usize % alphabet.len()] as char
-                })
-                .collect();
+            let s: String = (0..len).map(|_| rng.pick(alphabet) as char).collect();
             let _ = parse_challenges(&s);
             let _ = choose([s.as_str()]);
         }

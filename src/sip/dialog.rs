@@ -60,15 +60,16 @@ impl Dialog {
                     .map(|u| find_param(&u.params, "lr").is_none())
             })
             .unwrap_or(false);
-        let (uri, routes): (String, Vec<String>) = if first_is_strict {
-            let first = NameAddr::parse("Route", &self.route_set[0])
-                .map(|na| na.uri_text)
-                .unwrap_or_else(|_| self.remote_target.clone());
-            let mut rest: Vec<String> = self.route_set[1..].to_vec();
-            rest.push(format!("<{}>", self.remote_target));
-            (first, rest)
-        } else {
-            (self.remote_target.clone(), self.route_set.clone())
+        let (uri, routes): (String, Vec<String>) = match self.route_set.split_first() {
+            Some((first, rest)) if first_is_strict => {
+                let first = NameAddr::parse("Route", first)
+                    .map(|na| na.uri_text)
+                    .unwrap_or_else(|_| self.remote_target.clone());
+                let mut rest: Vec<String> = rest.to_vec();
+                rest.push(format!("<{}>", self.remote_target));
+                (first, rest)
+            }
+            _ => (self.remote_target.clone(), self.route_set.clone()),
         };
         let mut req = Request::new(method.clone(), uri);
         let h = &mut req.headers;

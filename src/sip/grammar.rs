@@ -27,8 +27,8 @@ pub fn is_token(s: &str) -> bool {
 pub fn escapes_well_formed(s: &str) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
             let ok = b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                 && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
             if !ok {
@@ -137,8 +137,8 @@ impl<'a> Cursor<'a> {
         }
         let start = self.pos;
         let b = self.s.as_bytes();
-        while self.pos < b.len() {
-            match b[self.pos] {
+        while let Some(&c) = b.get(self.pos) {
+            match c {
                 b'"' => {
                     let inner = self.s.get(start..self.pos)?;
                     self.pos += 1;
@@ -165,8 +165,7 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let b = self.s.as_bytes();
         let mut in_angle = false;
-        while self.pos < b.len() {
-            let c = b[self.pos];
+        while let Some(&c) = b.get(self.pos) {
             if c == b'"' && !in_angle {
                 self.quoted_string().ok_or(Unbalanced)?;
                 continue;

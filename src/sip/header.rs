@@ -296,12 +296,8 @@ pub fn validate_date(value: &str) -> Result<(), HeaderError> {
         p.len() == 3 && p.iter().all(|x| digits(x, 2))
     };
     let ok = WKDAY.contains(&wk)
-        && f.len() == 5
-        && digits(f[0], 2)
-        && MONTH.contains(&f[1])
-        && digits(f[2], 4)
-        && time_ok(f[3])
-        && f[4] == "GMT";
+        && matches!(f[..], [day, month, year, time, "GMT"]
+            if digits(day, 2) && MONTH.contains(&month) && digits(year, 4) && time_ok(time));
     if ok {
         Ok(())
     } else {

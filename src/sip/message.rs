@@ -153,10 +153,10 @@ pub struct Parsed {
 
 /// Compact header names (RFC 3261 §7.3.3 and the IANA registry).
 fn expand_compact(name: &str) -> Option<&'static str> {
-    if name.len() != 1 {
+    let &[c] = name.as_bytes() else {
         return None;
-    }
-    Some(match name.as_bytes()[0].to_ascii_lowercase() {
+    };
+    Some(match c.to_ascii_lowercase() {
         b'a' => "Accept-Contact",
         b'b' => "Referred-By",
         b'c' => "Content-Type",
@@ -404,15 +404,19 @@ fn parse_start_line(line: &str, defect: &mut Option<Defect>) -> Result<StartLine
         return Err(ParseError::BadStartLine);
     }
     let method = Method::from_token(method_tok);
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-        *defect = Some(Defect::BadRequestLine);
-        let uri = parts.iter().skip(1).find(|p| !p.is_empty()).unwrap_or(&"");
-        return Ok(StartLine::Request {
-            method,
-            uri: uri.to_string(),
-        });
-    }
-    let version = parts[2];
+    // The method is a token, so not empty: the line is well formed when
+    // there are exactly three parts and the other two are not empty.
+    let (uri, version) = match parts[..] {
+        [_, uri, version] if !uri.is_empty() && !version.is_empty() => (uri, version),
+        _ => {
+            *defect = Some(Defect::BadRequestLine);
+            let uri = parts.iter().skip(1).find(|p| !p.is_empty()).unwrap_or(&"");
+            return Ok(StartLine::Request {
+                method,
+                uri: uri.to_string(),
+            });
+        }
+    };
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         let looks_like_sip = version.len() > 4 && starts_with_ignore_case(version, "SIP/");
         *defect = Some(if looks_like_sip {
@@ -423,7 +427,7 @@ fn parse_start_line(line: &str, defect: &mut Option<Defect>) -> Result<StartLine
     }
     Ok(StartLine::Request {
         method,
-        uri: parts[1].to_string(),
+        uri: uri.to_string(),
     })
 }
 
@@ -473,7 +477,7 @@ pub fn parse_datagram(buf: &[u8]) -> Result<Parsed, ParseError> {
         return Err(ParseError::TooLarge);
     }
     let skip = skip_leading_crlf(buf);
-    let buf = &buf[skip..];
+    let buf = buf.get(skip..).unwrap_or_default();
     if buf.is_empty() {
         return Err(ParseError::Empty);
     }
@@ -484,15 +488,18 @@ pub fn parse_datagram(buf: &[u8]) -> Result<Parsed, ParseError> {
     else {
         return Err(ParseError::NoHeaderEnd);
     };
-    let mut head = parse_head(&buf[..head_len])?;
-    let available = &buf[body_start.min(buf.len())..];
+    // find_head_end found the end inside `buf`: the head is there.
+    let mut head = parse_head(buf.get(..head_len).ok_or(ParseError::NoHeaderEnd)?)?;
+    let available = buf.get(body_start..).unwrap_or_default();
     let body = match content_length(&head.headers) {
         Ok(None) => available,
-        Ok(Some(n)) if n <= available.len() => &available[..n],
-        Ok(Some(_)) => {
-            head.defect.get_or_insert(Defect::BodyTruncated);
-            available
-        }
+        Ok(Some(n)) => match available.get(..n) {
+            Some(body) => body,
+            None => {
+                head.defect.get_or_insert(Defect::BodyTruncated);
+                available
+            }
+        },
         Err(d) => {
             head.defect.get_or_insert(d);
             available
@@ -719,6 +726,7 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestRng;
 
     fn req(p: Parsed) -> (Request, Option<Defect>) {
         match p.message {
@@ -817,17 +825,10 @@ l: 4\r\n\r\nbodyEXTRA";
 
     #[test]
     fn garbage_never_panics() {
-        let mut seed = 0x1234_5678u32;
+        let mut rng = TestRng::new(0x1234_5678);
+        let alphabet = b"INVITE SIP/2.0\r\n:;<>\" \t@l0123456789abc";
         for len in 0..400 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 17;
-                    seed ^= seed << 5;
-                    let alphabet = b"INVITE SIP/2.0\r\n:;<>\" \t@l0123456789abc";
-                    alphabet[seed as usize % alphabet.len()]
-                })
-                .collect();
+            let bytes: Vec<u8> = (0..len).map(|_| rng.pick(alphabet)).collect();
             let _ = parse_datagram(&bytes);
             let mut f = StreamFramer::new();
             f.push(&bytes);

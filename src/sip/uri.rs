@@ -319,8 +319,8 @@ pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
             let hex = b
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok());
@@ -330,7 +330,7 @@ pub fn unescape(s: &str) -> String {
                 continue;
             }
         }
-        out.push(b[i]);
+        out.push(c);
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()

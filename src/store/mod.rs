@@ -158,7 +158,7 @@ pub(crate) mod test_util {
     use std::path::PathBuf;
 
     /// A fresh directory under the system temp dir.
-    pub fn temp_dir(tag: &str) -> PathBuf {
+    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "pinbridge-{tag}-{}-{}",
             std::process::id(),

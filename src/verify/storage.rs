@@ -60,7 +60,7 @@ pub(crate) mod memory {
     use crate::verify::otp::{CodeHash, DeliveryRecord, MemoryOtpStorage, Verification};
 
     #[derive(Debug, Default)]
-    pub struct MemoryStorage {
+    pub(crate) struct MemoryStorage {
         pub otp: MemoryOtpStorage,
         pub dialin: MemoryDialinStorage,
         pub participants: Vec<Participant>,
@@ -182,7 +182,7 @@ pub(crate) mod memory {
 
     /// Runs each job at once, under a lock: in order, one at a time.
     #[derive(Default)]
-    pub struct MemoryStore(pub Mutex<MemoryStorage>);
+    pub(crate) struct MemoryStore(pub Mutex<MemoryStorage>);
 
     impl VerificationStore for MemoryStore {
         fn run(&self, job: StorageJob) -> JobDone<'_> {
@@ -193,7 +193,7 @@ pub(crate) mod memory {
     }
 
     /// A storage that has gone away.
-    pub struct ClosedStore;
+    pub(crate) struct ClosedStore;
 
     impl VerificationStore for ClosedStore {
         fn run(&self, _job: StorageJob) -> JobDone<'_> {

@@ -53,7 +53,7 @@ impl std::fmt::Debug for CallerKeys {
 }
 
 impl CallerKeys {
-    pub fn new(secret: &[u8; CALLER_SECRET_LEN]) -> CallerKeys {
+    pub(super) fn new(secret: &[u8; CALLER_SECRET_LEN]) -> CallerKeys {
         // HMAC pads a key shorter than SHA-256's block with zeros, so
         // padding it here gives the same MAC through the infallible
         // fixed-size constructor.
@@ -65,11 +65,11 @@ impl CallerKeys {
     }
 
     /// With a random secret: stable for the life of the process only.
-    pub fn random() -> CallerKeys {
+    pub(super) fn random() -> CallerKeys {
         CallerKeys::new(&rand::random::<[u8; CALLER_SECRET_LEN]>())
     }
 
-    pub fn key(&self, caller: &str, ip: IpAddr) -> CallerKey {
+    pub(super) fn key(&self, caller: &str, ip: IpAddr) -> CallerKey {
         let caller = caller.trim();
         let mut m = self.mac.clone();
         if is_anonymous(caller) {
@@ -97,7 +97,7 @@ fn is_anonymous(caller: &str) -> bool {
 
 /// The address an IP failure is counted against: the [`SourceKey`]'s
 /// address (IPv4, or the first address of an IPv6 /64).
-pub fn ip_key(ip: IpAddr) -> IpAddr {
+pub(super) fn ip_key(ip: IpAddr) -> IpAddr {
     SourceKey::of(ip).ip()
 }
 

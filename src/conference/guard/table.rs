@@ -16,11 +16,11 @@ pub(super) struct Rule {
 }
 
 impl Rule {
-    pub fn enabled(self) -> bool {
+    pub(super) fn enabled(self) -> bool {
         self.limit > 0
     }
 
-    pub fn limit(self) -> usize {
+    pub(super) fn limit(self) -> usize {
         usize::try_from(self.limit).unwrap_or(usize::MAX)
     }
 
@@ -174,7 +174,7 @@ pub(super) struct Table<K> {
 }
 
 impl<K: Hash + Eq> Table<K> {
-    pub fn new(rule: Rule, max_entries: usize) -> Table<K> {
+    pub(super) fn new(rule: Rule, max_entries: usize) -> Table<K> {
         Table {
             rule,
             entries: HashMap::new(),
@@ -182,17 +182,17 @@ impl<K: Hash + Eq> Table<K> {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
     #[cfg(test)]
-    pub fn capacity(&self) -> usize {
+    pub(super) fn capacity(&self) -> usize {
         self.entries.capacity()
     }
 
     #[cfg(test)]
-    pub fn contains<Q>(&self, key: &Q) -> bool
+    pub(super) fn contains<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -200,7 +200,7 @@ impl<K: Hash + Eq> Table<K> {
         self.entries.contains_key(key)
     }
 
-    pub fn active_lock<Q>(&self, now: Instant, key: &Q) -> Option<Instant>
+    pub(super) fn active_lock<Q>(&self, now: Instant, key: &Q) -> Option<Instant>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -210,7 +210,7 @@ impl<K: Hash + Eq> Table<K> {
 
     /// Failures in the window plus attempts in flight: what the key would
     /// have used of its allowance if every attempt being checked failed.
-    pub fn committed<Q>(&self, now: Instant, key: &Q) -> usize
+    pub(super) fn committed<Q>(&self, now: Instant, key: &Q) -> usize
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -222,7 +222,7 @@ impl<K: Hash + Eq> Table<K> {
 
     /// Failures in the window alone (settled attempts).
     #[cfg(test)]
-    pub fn settled<Q>(&self, now: Instant, key: &Q) -> usize
+    pub(super) fn settled<Q>(&self, now: Instant, key: &Q) -> usize
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -234,7 +234,7 @@ impl<K: Hash + Eq> Table<K> {
 
     /// Would one more attempt reach past the allowance if every attempt in
     /// flight failed?
-    pub fn full<Q>(&self, now: Instant, key: &Q) -> bool
+    pub(super) fn full<Q>(&self, now: Instant, key: &Q) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -244,7 +244,7 @@ impl<K: Hash + Eq> Table<K> {
 
     /// Counts an attempt in flight against `key` until [`Table::settle`].
     /// A disabled rule keeps no state.
-    pub fn reserve<Q>(&mut self, now: Instant, key: &Q)
+    pub(super) fn reserve<Q>(&mut self, now: Instant, key: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -270,7 +270,7 @@ impl<K: Hash + Eq> Table<K> {
     /// Ends an attempt in flight against `key`: with `failed_at` it becomes
     /// a failure dated then (see [`Table::record`] for `lock_until` and the
     /// return value), without it it is withdrawn.
-    pub fn settle<Q>(
+    pub(super) fn settle<Q>(
         &mut self,
         now: Instant,
         key: &Q,
@@ -316,7 +316,7 @@ impl<K: Hash + Eq> Table<K> {
     /// A key already locked out is not counted: it should not have been given
     /// a verdict, and counting would let someone spoofing an honest caller ID
     /// extend that caller's lockout indefinitely.
-    pub fn record<Q>(
+    pub(super) fn record<Q>(
         &mut self,
         now: Instant,
         key: &Q,
@@ -346,7 +346,7 @@ impl<K: Hash + Eq> Table<K> {
     }
 
     /// Sets a lockout read back from storage (a later one wins).
-    pub fn restore_lock(&mut self, now: Instant, key: K, until: Instant) {
+    pub(super) fn restore_lock(&mut self, now: Instant, key: K, until: Instant) {
         if until <= now || !self.rule.enabled() {
             return;
         }
@@ -361,7 +361,7 @@ impl<K: Hash + Eq> Table<K> {
 
     /// Forgets the failures of `key` but keeps an active lockout and its
     /// attempts in flight.
-    pub fn forget_failures(&mut self, now: Instant, key: &K) {
+    pub(super) fn forget_failures(&mut self, now: Instant, key: &K) {
         let rule = self.rule;
         let Some(record) = self.entries.get_mut(key) else {
             return;
@@ -372,7 +372,7 @@ impl<K: Hash + Eq> Table<K> {
         }
     }
 
-    pub fn prune(&mut self, now: Instant) {
+    pub(super) fn prune(&mut self, now: Instant) {
         let rule = self.rule;
         self.entries.retain(|_, r| {
             r.expire(rule, now);

@@ -32,7 +32,7 @@ use crate::verify::service::{Channels, CheckBy, ServiceError, Target};
 /// Why a join step failed: each is one status, one stable `code` and a
 /// message for the participant.
 #[derive(Debug)]
-pub enum JoinError {
+pub(super) enum JoinError {
     UsernameRequired,
     /// Not even the form of a username (a rule, not a fact about the
     /// directory).
@@ -208,7 +208,7 @@ impl From<ServiceError> for JoinError {
 /// with SameSite=Strict and the JSON content type this is the CSRF guard;
 /// clients that send no `Sec-Fetch-Site` (curl, old browsers) rely on the
 /// other two.
-pub async fn same_origin_only(req: Request, next: Next) -> Response {
+pub(super) async fn same_origin_only(req: Request, next: Next) -> Response {
     let site = req
         .headers()
         .get("sec-fetch-site")
@@ -220,7 +220,7 @@ pub async fn same_origin_only(req: Request, next: Next) -> Response {
     }
 }
 
-pub async fn method_not_allowed() -> Response {
+pub(super) async fn method_not_allowed() -> Response {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -310,7 +310,7 @@ async fn issue(state: &JoinState, p: &Participant, c: &JoinConference) -> Result
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StartBody {
+pub(super) struct StartBody {
     username: String,
 }
 
@@ -370,7 +370,7 @@ fn code_session(v: &Verification) -> Session {
     }
 }
 
-pub async fn start(
+pub(super) async fn start(
     State(state): State<JoinState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<StartBody>,
@@ -409,11 +409,11 @@ pub async fn start(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckBody {
+pub(super) struct CheckBody {
     code: String,
 }
 
-pub async fn check(
+pub(super) async fn check(
     State(state): State<JoinState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CheckBody>,
@@ -496,11 +496,11 @@ pub async fn check(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DialinBody {
+pub(super) struct DialinBody {
     conference: String,
 }
 
-pub async fn dialin(
+pub(super) async fn dialin(
     State(state): State<JoinState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<DialinBody>,
@@ -524,9 +524,9 @@ pub async fn dialin(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ResetBody {}
+pub(super) struct ResetBody {}
 
-pub async fn reset(ApiJson(_): ApiJson<ResetBody>) -> Response {
+pub(super) async fn reset(ApiJson(_): ApiJson<ResetBody>) -> Response {
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if let Ok(c) = HeaderValue::from_str(&clear_cookie()) {
         resp.headers_mut().append(header::SET_COOKIE, c);

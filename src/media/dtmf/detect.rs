@@ -507,6 +507,7 @@ fn drain_inband(det: &mut InbandDetector, found: &mut Vec<(u64, char)>) {
 mod tests {
     use super::*;
     use crate::media::pcap::build::{classic, ethernet, ipv4_udp};
+    use crate::testing::TestRng;
 
     const CALLER: [u8; 4] = [10, 0, 0, 1];
     const IVR: [u8; 4] = [10, 0, 0, 2];
@@ -760,22 +761,16 @@ mod tests {
             &pkts,
             Some(b"INVITE sip:x SIP/2.0\r\n\r\na=rtpmap:101 telephone-event/8000\r\n"),
         );
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = TestRng::new(0x2545_F491_4F6C_DD1D);
         for round in 0..300 {
             let mut f = file.clone();
-            for _ in 0..(next() % 12 + 1) {
-                let i = 24 + (next() as usize) % (f.len() - 24);
-                f[i] = next() as u8;
+            for _ in 0..(rng.below(12) + 1) {
+                let i = 24 + rng.index(f.len() - 24);
+                f[i] = rng.byte();
             }
             let pt = (round % 3 == 0).then_some(101);
             let _ = detect_capture(&f, pt);
-            let cut = (next() as usize) % f.len();
+            let cut = rng.index(f.len());
             let _ = detect_capture(&f[..cut], pt);
         }
         // Capture times at the extremes of what pcapng can hold.

@@ -16,6 +16,14 @@
 //! spaces, CRLF or LF, unknown extra lines, a missing or odd `Duration`) and
 //! strict about the one thing that matters: exactly which key was pressed.
 
+// Everything under here reads an INFO body a peer sent: a panic on a short or
+// odd packet would take the call (or the server) down.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use super::{event_to_key, key_to_event};
 
 /// A key sent in a SIP INFO body.
@@ -151,6 +159,7 @@ fn parse_signal(value: &str) -> Result<char, InfoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestRng;
 
     const RELAY: &str = "application/dtmf-relay";
 
@@ -360,16 +369,13 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut rng = TestRng::new(0x1234_5678_9abc_def0);
         const ALPHABET: &[u8] = b"Signal=Duration10#*aD\r\n =\xff";
         let mut buf = [0u8; 40];
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 41) as usize;
-            for (i, b) in buf[..len].iter_mut().enumerate() {
-                *b = ALPHABET[((x >> (i % 50)) % ALPHABET.len() as u64) as usize];
+            let len = rng.index(41);
+            for b in buf[..len].iter_mut() {
+                *b = rng.pick(ALPHABET);
             }
             let _ = parse_info(RELAY, &buf[..len]);
             let _ = parse_info("application/dtmf", &buf[..len]);

@@ -100,7 +100,7 @@ pub fn link_type_name(code: u32) -> &'static str {
 
 /// Why a frame gave no UDP datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Skip {
+pub(super) enum Skip {
     /// Not IPv4 or IPv6 (ARP, LLDP, 802.3 frames, ...).
     NotIp,
     /// IP, but not UDP (TCP, ICMP, ESP, ...).
@@ -118,7 +118,7 @@ pub enum Skip {
 
 /// A UDP datagram found in a frame, borrowing its payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Udp<'a> {
+pub(super) struct Udp<'a> {
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub payload: &'a [u8],
@@ -148,7 +148,7 @@ fn arr16(b: &[u8], at: usize) -> Option<[u8; 16]> {
 }
 
 /// Decodes one captured frame of the given link type down to UDP.
-pub fn decode_frame(link: LinkType, frame: &[u8]) -> Result<Udp<'_>, Skip> {
+pub(super) fn decode_frame(link: LinkType, frame: &[u8]) -> Result<Udp<'_>, Skip> {
     match link {
         LinkType::Ethernet => {
             let ethertype = be16(frame, 12).ok_or(Skip::Malformed)?;
@@ -232,20 +232,20 @@ fn ipv4(p: &[u8]) -> Result<Udp<'_>, Skip> {
     if more_fragments || offset != 0 {
         return Err(Skip::Fragment { first: offset == 0 });
     }
-    if p[9] != IPPROTO_UDP {
+    if *p.get(9).ok_or(Skip::Malformed)? != IPPROTO_UDP {
         return Err(Skip::NotUdp);
     }
     let src = IpAddr::V4(Ipv4Addr::from(arr4(p, 12).ok_or(Skip::Malformed)?));
     let dst = IpAddr::V4(Ipv4Addr::from(arr4(p, 16).ok_or(Skip::Malformed)?));
     // Anything after `end` is link-layer padding or an Ethernet FCS.
-    udp(src, dst, &p[ihl..end])
+    udp(src, dst, p.get(ihl..end).ok_or(Skip::Malformed)?)
 }
 
 fn ipv6(p: &[u8]) -> Result<Udp<'_>, Skip> {
-    if p.len() < 40 {
+    let (Some(&b0), true) = (p.first(), p.len() >= 40) else {
         return Err(Skip::Malformed);
-    }
-    if p[0] >> 4 != 6 {
+    };
+    if b0 >> 4 != 6 {
         return Err(Skip::Malformed);
     }
     let payload_len = usize::from(be16(p, 4).ok_or(Skip::Malformed)?);
@@ -261,8 +261,8 @@ fn ipv6(p: &[u8]) -> Result<Udp<'_>, Skip> {
     if end > p.len() {
         return Err(Skip::Truncated);
     }
-    let mut next = p[6];
-    let mut rest = &p[40..end];
+    let mut next = *p.get(6).ok_or(Skip::Malformed)?;
+    let mut rest = p.get(40..end).ok_or(Skip::Malformed)?;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPPROTO_UDP => return udp(src, dst, rest),
@@ -270,7 +270,7 @@ fn ipv6(p: &[u8]) -> Result<Udp<'_>, Skip> {
             // (next header, length in 8-byte units not counting the first).
             0 | 43 | 60 | 135 | 139 | 140 => {
                 let len = (usize::from(*rest.get(1).ok_or(Skip::Malformed)?) + 1) * 8;
-                next = rest[0];
+                next = *rest.first().ok_or(Skip::Malformed)?;
                 rest = rest.get(len..).ok_or(Skip::Malformed)?;
             }
             // Fragment header: fixed 8 bytes.
@@ -282,13 +282,13 @@ fn ipv6(p: &[u8]) -> Result<Udp<'_>, Skip> {
                     return Err(Skip::Fragment { first: offset == 0 });
                 }
                 // An "atomic" fragment (offset 0, no more): just go on.
-                next = rest[0];
+                next = *rest.first().ok_or(Skip::Malformed)?;
                 rest = rest.get(8..).ok_or(Skip::Malformed)?;
             }
             // Authentication header: length in 4-byte units, minus 2.
             51 => {
                 let len = (usize::from(*rest.get(1).ok_or(Skip::Malformed)?) + 2) * 4;
-                next = rest[0];
+                next = *rest.first().ok_or(Skip::Malformed)?;
                 rest = rest.get(len..).ok_or(Skip::Malformed)?;
             }
             // No next header, ESP (encrypted), TCP, ICMPv6, anything else.
@@ -316,7 +316,7 @@ fn udp(src: IpAddr, dst: IpAddr, seg: &[u8]) -> Result<Udp<'_>, Skip> {
     Ok(Udp {
         src: SocketAddr::new(src, sport),
         dst: SocketAddr::new(dst, dport),
-        payload: &seg[8..end],
+        payload: seg.get(8..end).ok_or(Skip::Malformed)?,
     })
 }
 
@@ -324,13 +324,19 @@ fn udp(src: IpAddr, dst: IpAddr, seg: &[u8]) -> Result<Udp<'_>, Skip> {
 #[cfg(test)]
 pub(crate) mod build {
     /// An IPv4 header (no options unless given) + UDP header + payload.
-    pub fn ipv4_udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn ipv4_udp(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
         ipv4_udp_opts(src, sport, dst, dport, payload, &[], 0x4000)
     }
 
     /// As [`ipv4_udp`] with IP options (a multiple of 4 bytes) and the
     /// flags/fragment-offset field given.
-    pub fn ipv4_udp_opts(
+    pub(crate) fn ipv4_udp_opts(
         src: [u8; 4],
         sport: u16,
         dst: [u8; 4],
@@ -357,7 +363,7 @@ pub(crate) mod build {
 
     /// An IPv6 header, the given extension headers (already encoded, the
     /// first one's type in `first_next`), then UDP.
-    pub fn ipv6_udp(
+    pub(crate) fn ipv6_udp(
         src: [u8; 16],
         sport: u16,
         dst: [u8; 16],
@@ -379,7 +385,7 @@ pub(crate) mod build {
         p
     }
 
-    pub fn udp_header(sport: u16, dport: u16, payload_len: usize) -> [u8; 8] {
+    pub(crate) fn udp_header(sport: u16, dport: u16, payload_len: usize) -> [u8; 8] {
         let mut h = [0u8; 8];
         h[0..2].copy_from_slice(&sport.to_be_bytes());
         h[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -388,7 +394,7 @@ pub(crate) mod build {
     }
 
     /// Ethernet header with the given VLAN tags, then `ethertype`.
-    pub fn ethernet(vlans: &[u16], ethertype: u16, ip: &[u8]) -> Vec<u8> {
+    pub(crate) fn ethernet(vlans: &[u16], ethertype: u16, ip: &[u8]) -> Vec<u8> {
         let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
         for &v in vlans {
             f.extend_from_slice(&0x8100u16.to_be_bytes());
@@ -400,7 +406,7 @@ pub(crate) mod build {
     }
 
     /// Linux cooked v1 header.
-    pub fn sll(proto: u16, ip: &[u8]) -> Vec<u8> {
+    pub(crate) fn sll(proto: u16, ip: &[u8]) -> Vec<u8> {
         let mut f = vec![0, 0, 0x03, 0x04, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
         f.extend_from_slice(&proto.to_be_bytes());
         f.extend_from_slice(ip);
@@ -408,7 +414,7 @@ pub(crate) mod build {
     }
 
     /// Linux cooked v2 header.
-    pub fn sll2(proto: u16, ip: &[u8]) -> Vec<u8> {
+    pub(crate) fn sll2(proto: u16, ip: &[u8]) -> Vec<u8> {
         let mut f = proto.to_be_bytes().to_vec();
         f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0x03, 0x04, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0]);
         f.extend_from_slice(ip);

@@ -90,7 +90,12 @@ pub(super) fn read(file: &[u8]) -> Result<Capture<'_>, PcapError> {
             && ulen % 4 == 0
             && at.checked_add(ulen).is_some_and(|end| end <= file.len())
             && order.u32(file, at + ulen - 4) == Some(len);
-        if !valid {
+        let body = if valid {
+            file.get(at + 8..at + ulen - 4)
+        } else {
+            None
+        };
+        let Some(body) = body else {
             if first {
                 if file.len() < 28 {
                     return Err(PcapError::TruncatedHeader {
@@ -103,8 +108,7 @@ pub(super) fn read(file: &[u8]) -> Result<Capture<'_>, PcapError> {
             }
             sink.stats.cut_short_at = Some(at);
             break;
-        }
-        let body = &file[at + 8..at + ulen - 4];
+        };
         let block_type = order.u32(file, at).unwrap_or(0);
         match block_type {
             PCAPNG_SHB => {
@@ -281,10 +285,9 @@ fn interface(order: Order, body: &[u8]) -> Option<Interface> {
         let Some(value) = body.get(at + 4..at + 4 + olen) else {
             break;
         };
-        match opt {
-            OPT_END => break,
-            IF_TSRESOL if olen == 1 => {
-                let r = value[0];
+        match (opt, value) {
+            (OPT_END, _) => break,
+            (IF_TSRESOL, &[r]) => {
                 let exp = u32::from(r & 0x7F);
                 iface.units_per_sec = if r & 0x80 != 0 {
                     2u128.checked_pow(exp)
@@ -292,7 +295,7 @@ fn interface(order: Order, body: &[u8]) -> Option<Interface> {
                     10u128.checked_pow(exp)
                 };
             }
-            IF_TSOFFSET if olen == 8 => {
+            (IF_TSOFFSET, _) if olen == 8 => {
                 iface.offset_secs = order.u64(value, 0).map(|v| v as i64).unwrap_or(0);
             }
             _ => {}

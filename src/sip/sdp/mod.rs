@@ -380,6 +380,7 @@ mod test_support;
 mod tests {
     use super::test_support::*;
     use super::*;
+    use crate::testing::TestRng;
     use std::fmt::Write as _;
 
     // --- direction -------------------------------------------------------
@@ -414,28 +415,13 @@ mod tests {
 
     // --- fuzz-ish --------------------------------------------------------
 
-    /// xorshift64*: deterministic, dependency-free randomness.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-
-        fn byte(&mut self) -> u8 {
-            const INTERESTING: &[u8] = b"=:/ \r\n\t0189-.vocma";
-            if self.next() % 2 == 0 {
-                INTERESTING[self.below(INTERESTING.len())]
-            } else {
-                self.next() as u8
-            }
+    /// Half the time a byte SDP gives meaning to, half the time any byte.
+    fn sdp_byte(rng: &mut TestRng) -> u8 {
+        const INTERESTING: &[u8] = b"=:/ \r\n\t0189-.vocma";
+        if rng.next_u64() % 2 == 0 {
+            rng.pick(INTERESTING)
+        } else {
+            rng.byte()
         }
     }
 
@@ -452,26 +438,26 @@ mod tests {
         }
     }
 
-    fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+    fn mutate(rng: &mut TestRng, seed: &[u8]) -> Vec<u8> {
         let mut body = seed.to_vec();
-        for _ in 0..=rng.below(8) {
-            let at = rng.below(body.len() + 1);
-            match rng.below(6) {
-                0 if at < body.len() => body[at] = rng.byte(),
-                1 => body.insert(at, rng.byte()),
+        for _ in 0..=rng.index(8) {
+            let at = rng.index(body.len() + 1);
+            match rng.index(6) {
+                0 if at < body.len() => body[at] = sdp_byte(rng),
+                1 => body.insert(at, sdp_byte(rng)),
                 2 if at < body.len() => {
                     body.remove(at);
                 }
                 3 => body.truncate(at),
                 4 => {
                     // Duplicate a random slice (repeats lines and fields).
-                    let from = rng.below(body.len() + 1);
-                    let to = (from + rng.below(40)).min(body.len());
+                    let from = rng.index(body.len() + 1);
+                    let to = (from + rng.index(40)).min(body.len());
                     let piece = body[from..to].to_vec();
                     body.splice(at..at, piece);
                 }
                 _ => {
-                    let digits = rng.next().to_string();
+                    let digits = rng.next_u64().to_string();
                     body.splice(at..at, digits.into_bytes());
                 }
             }
@@ -481,11 +467,11 @@ mod tests {
 
     #[test]
     fn fuzz_random_bytes_do_not_panic() {
-        let mut rng = Rng(0x5eed_0001);
+        let mut rng = TestRng::new(0x5eed_0001);
         for _ in 0..3000 {
-            let len = rng.below(300);
-            let mut body: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
-            if rng.next() % 2 == 0 {
+            let len = rng.index(300);
+            let mut body: Vec<u8> = (0..len).map(|_| sdp_byte(&mut rng)).collect();
+            if rng.next_u64() % 2 == 0 {
                 body.splice(0..0, b"v=0\r\no=- 1 1 IN IP4 h\r\n".iter().copied());
             }
             exercise(&body);
@@ -501,7 +487,7 @@ mod tests {
             asterisk_offer(),
             freeswitch_offer(),
         ];
-        let mut rng = Rng(0xdead_beef_cafe);
+        let mut rng = TestRng::new(0xdead_beef_cafe);
         let mut parsed = 0;
         for round in 0..20_000 {
             let body = mutate(&mut rng, &seeds[round % seeds.len()]);
@@ -516,8 +502,8 @@ mod tests {
 
     #[test]
     fn huge_bodies_do_not_panic() {
-        let mut rng = Rng(42);
-        let garbage: Vec<u8> = (0..1 << 20).map(|_| rng.next() as u8).collect();
+        let mut rng = TestRng::new(42);
+        let garbage: Vec<u8> = (0..1 << 20).map(|_| rng.byte()).collect();
         exercise(&garbage);
         let mut sdp_garbage = b"v=0\r\no=- 1 1 IN IP4 h\r\n".to_vec();
         sdp_garbage.extend_from_slice(&garbage);

@@ -81,7 +81,7 @@ impl UserAgent {
         };
         let local_tag = self.random_token();
         let handle = CallHandle(self.id());
-        let mut base = self.response_base(c.req, &c.flow, &c.vias, Some(&local_tag), &c.to);
+        let mut base = self.response_base(c.req, &c.flow, &c.top_via, Some(&local_tag), &c.to);
         base.record_route = c
             .req
             .headers

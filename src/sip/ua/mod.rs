@@ -391,7 +391,7 @@ impl UserAgent {
         let from_tag = checked.from.tag().unwrap_or("").to_string();
         let key = TxKey::new(
             &req.method,
-            &checked.vias[0],
+            &checked.top_via,
             &checked.call_id,
             &from_tag,
             checked.cseq.seq,

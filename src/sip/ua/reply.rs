@@ -67,12 +67,12 @@ impl UserAgent {
         &self,
         req: &Request,
         flow: &Flow,
-        vias: &[Via],
+        top_via: &Via,
         tag: Option<&str>,
         to: &NameAddr,
     ) -> ResponseBase {
-        let mut out_vias = Vec::with_capacity(vias.len());
-        out_vias.push(via_for_response(&vias[0], flow.remote));
+        let mut out_vias = Vec::with_capacity(req.headers.count("Via"));
+        out_vias.push(via_for_response(top_via, flow.remote));
         // The remaining via-parms as written, one per line.
         let mut first = true;
         for v in req.headers.get_all("Via") {
@@ -314,15 +314,13 @@ impl UserAgent {
         };
         itx.tx.finalize(now, status, bytes.clone());
         let (dest, at) = (itx.dest, itx.tx.poll_timeout());
+        let cseq = CSeq::parse(&itx.base.cseq).map(|c| c.seq).unwrap_or(0);
         self.send(dest, bytes.clone());
         self.schedule(TimerTarget::Invite(key.clone()), at);
         if let (true, Some(h)) = (is_2xx, call) {
             let t1 = self.cfg.timers.t1;
             let give_up = now + self.cfg.timers.timeout();
             if let Some(c) = self.calls.get_mut(&h) {
-                let cseq = CSeq::parse(&self.invite_txs[key].base.cseq)
-                    .map(|c| c.seq)
-                    .unwrap_or(0);
                 c.pending_2xx = Some(Pending2xx {
                     cseq,
                     bytes,

@@ -309,8 +309,9 @@ impl UserAgent {
             return Err(UaError::Invalid("address of record"));
         }
         let id = RequestId(self.id());
+        let expires = r.expires;
         let reg = Reg {
-            expires: r.expires,
+            expires,
             spec: r,
             call_id: self.new_call_id(),
             from_tag: self.random_token(),
@@ -324,7 +325,6 @@ impl UserAgent {
             next_at: None,
         };
         self.registrations.insert(id, reg);
-        let expires = self.registrations[&id].expires;
         self.send_register(now, id, expires);
         Ok(id)
     }
@@ -341,13 +341,13 @@ impl UserAgent {
         }
         reg.unregistering = true;
         reg.next_at = None;
+        let (in_flight, registered) = (reg.in_flight.is_some(), reg.registered);
         self.forget_timer(&TimerTarget::Registration(id));
-        let reg = &self.registrations[&id];
-        if reg.in_flight.is_some() {
+        if in_flight {
             // Sent when the REGISTER in flight is answered.
             return Ok(());
         }
-        if reg.registered {
+        if registered {
             self.send_register(now, id, 0);
         } else {
             self.registrations.remove(&id);

@@ -21,7 +21,8 @@ use crate::sip::uri::Uri;
 pub(super) struct Checked<'a> {
     pub(super) req: &'a Request,
     pub(super) flow: Flow,
-    pub(super) vias: Vec<Via>,
+    /// The topmost Via, the one responses go back along.
+    pub(super) top_via: Via,
     pub(super) from: NameAddr,
     pub(super) to: NameAddr,
     pub(super) call_id: String,
@@ -49,6 +50,11 @@ impl UserAgent {
             return Err(bad("Missing Via Header".into()));
         }
         let vias = parse_vias(h.get_all("Via")).map_err(malformed)?;
+        // Every Via value holds at least one via-parm, so this is the top one.
+        let top_via = vias
+            .into_iter()
+            .next()
+            .ok_or_else(|| bad("Missing Via Header".into()))?;
         for name in ["From", "To", "Call-ID", "CSeq"] {
             match h.count(name) {
                 0 => return Err(bad(format!("Missing {name} Header"))),
@@ -121,12 +127,12 @@ impl UserAgent {
         if cseq.method != req.method {
             return Err(bad("CSeq Method Does Not Match Request".into()));
         }
-        let dest = response_flow(&flow, &vias[0]);
-        let base = self.response_base(req, &flow, &vias, None, &to);
+        let dest = response_flow(&flow, &top_via);
+        let base = self.response_base(req, &flow, &top_via, None, &to);
         Ok(Checked {
             req,
             flow,
-            vias,
+            top_via,
             from,
             to,
             call_id,

@@ -8,6 +8,7 @@ use crate::sip::message::Message;
 use crate::sip::method::Method;
 use crate::sip::ua::test_support::*;
 use crate::sip::ua::OutboundEvent;
+use crate::testing::TestRng;
 
 #[test]
 fn unanswered_invite_times_out_with_timer_b() {
@@ -56,13 +57,8 @@ fn a_response_with_a_broken_content_length_is_discarded() {
 /// panic, and every call and message still ends exactly once.
 #[test]
 fn random_responses_never_panic_the_client() {
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut rng = TestRng::new(0x2545_f491_4f6c_dd1d);
+    let mut rnd = move |n: usize| rng.index(n);
     let statuses = [
         100, 180, 183, 200, 202, 401, 407, 423, 481, 486, 487, 500, 503, 603,
     ];
