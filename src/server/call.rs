@@ -726,7 +726,10 @@ async fn reserve_guess(
                 Refused::Guard(Refusal::Paced) => {
                     "trusted source over its ceiling, verdicts queued too long".to_string()
                 }
-                Refused::Waited => "attempts in flight did not settle in time".to_string(),
+                Refused::Waited => {
+                    "attempts in flight did not settle in time, or the store fell behind"
+                        .to_string()
+                }
             };
             tracing::warn!(call_id = %info.call_id, caller = %caller, %source, conference = %scope, refused = %why, "code not checked: locked out");
             None
